@@ -1,0 +1,34 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "lbd",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "lbd", targets: ["lbd"]),
+        .library(name: "LBCore", targets: ["LBCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibevent", pkgConfig: "libevent_pthreads", providers: [.apt(["libevent-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .target(name: "DNSResolver", dependencies: ["CLibevent"]),
+        .target(name: "VRRP", dependencies: ["CLibevent"]),
+        .target(
+            name: "LBCore",
+            dependencies: [
+                "CLibevent", "COpenSSL", "DNSResolver", "VRRP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Yams", package: "Yams"),
+            ]),
+        .executableTarget(
+            name: "lbd",
+            dependencies: ["LBCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
+        .testTarget(name: "LBCoreTests", dependencies: ["LBCore"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

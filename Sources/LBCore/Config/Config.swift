@@ -1,0 +1,192 @@
+// Validated configuration: every field typed and non-optional where it has a default.
+// Produced only by `ConfigLoader` (Raw… types decoded from YAML, then validated); the engine never
+// sees unchecked input. All types are immutable values, safe to hand to any thread.
+
+/// An IPv4 or IPv6 address and port, as written in the config (`127.0.0.1:9001`, `[::1]:80`).
+public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
+    /// Numeric host: dotted IPv4 or IPv6 text without brackets. Names are not resolved here.
+    public var host: String
+    public var port: UInt16
+    public init(host: String, port: UInt16) {
+        self.host = host
+        self.port = port
+    }
+    public var isIPv6: Bool { host.contains(":") }
+    /// `host:port`, with brackets around IPv6 hosts.
+    public var description: String { isIPv6 ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// A traffic share in hundredths of a percent: 0...10_000 (100%).
+public struct Share: Sendable, Hashable, Comparable {
+    public var basisPoints: Int
+    public init(basisPoints: Int) { self.basisPoints = basisPoints }
+    public static func < (a: Share, b: Share) -> Bool { a.basisPoints < b.basisPoints }
+}
+
+public enum BalanceAlgorithm: String, Sendable, Hashable {
+    case roundRobin = "round_robin"
+    case leastLoaded = "least_loaded"
+}
+
+public struct BackendConfig: Sendable, Hashable {
+    public var address: SocketAddress
+    /// 1...256.
+    public var weight: Int
+    public init(address: SocketAddress, weight: Int) {
+        self.address = address
+        self.weight = weight
+    }
+}
+
+public enum GroupSource: Sendable, Hashable {
+    case staticBackends([BackendConfig])
+    /// A Consul SRV name resolved through the named resolver into a template of `slots` slots.
+    case srv(name: String, resolver: String, slots: Int)
+}
+
+public struct GroupConfig: Sendable, Hashable {
+    public var name: String
+    public var share: Share
+    public var source: GroupSource
+}
+
+public struct HealthConfig: Sendable, Hashable {
+    public enum Check: Sendable, Hashable {
+        case tcp
+        case http(path: String, expect: Int)
+    }
+    public var check: Check
+    public var interval: Duration
+    public var timeout: Duration
+    public var rise: Int
+    public var fall: Int
+}
+
+public struct PoolConfig: Sendable, Hashable {
+    public var name: String
+    public var balance: BalanceAlgorithm
+    /// Fraction of a pool that health and discovery may take out at once, in basis points.
+    public var maxUnhealthy: Share
+    /// Extra attempts on other backends after a connect failure (0...10).
+    public var retries: Int
+    /// In the order written in the file.
+    public var groups: [GroupConfig]
+    public var health: HealthConfig?
+}
+
+public enum ListenerMode: String, Sendable, Hashable {
+    case http
+    case tcp
+}
+
+public struct ListenerConfig: Sendable, Hashable {
+    public var name: String
+    public var bind: SocketAddress
+    public var mode: ListenerMode
+    public var pool: String
+    /// Open client connections allowed on this listener, across all workers.
+    public var maxconn: Int
+}
+
+public struct AdminConfig: Sendable, Hashable {
+    public var listen: SocketAddress
+    public var tokenFile: String?
+}
+
+public struct ResolverConfig: Sendable, Hashable {
+    public var name: String
+    public var nameservers: [SocketAddress]
+    public var interval: Duration
+    public var timeout: Duration
+}
+
+/// Deadlines. Defaults in parentheses.
+public struct TimeoutsConfig: Sendable, Hashable {
+    /// Whole request head must arrive within this, counted from its first byte or from the
+    /// connection becoming idle (10s). 408 on expiry.
+    public var clientHead: Duration
+    /// Idle keep-alive client connection with no request in progress (60s).
+    public var clientIdle: Duration
+    /// Backend TCP connect (2s). Then retry on another backend, or 503.
+    public var backendConnect: Duration
+    /// From request sent to the first byte of the response head, and between reads of the
+    /// response (30s). 504 if nothing was sent to the client yet.
+    public var backendResponse: Duration
+    /// Idle keep-alive backend connection kept in a worker's pool (30s).
+    public var backendIdle: Duration
+    /// Idle time on a TCP-mode session in either direction (5m).
+    public var tcpIdle: Duration
+    /// SIGTERM: how long in-flight requests may take to finish before exit (10s).
+    public var shutdownGrace: Duration
+    public init(
+        clientHead: Duration = .seconds(10), clientIdle: Duration = .seconds(60),
+        backendConnect: Duration = .seconds(2), backendResponse: Duration = .seconds(30),
+        backendIdle: Duration = .seconds(30), tcpIdle: Duration = .seconds(300),
+        shutdownGrace: Duration = .seconds(10)
+    ) {
+        self.clientHead = clientHead
+        self.clientIdle = clientIdle
+        self.backendConnect = backendConnect
+        self.backendResponse = backendResponse
+        self.backendIdle = backendIdle
+        self.tcpIdle = tcpIdle
+        self.shutdownGrace = shutdownGrace
+    }
+}
+
+/// Limits on what a client may send (see shared/notes/bad-inputs.md "Suggested defaults").
+public struct HTTPLimits: Sendable, Hashable {
+    /// Request line bytes, CRLF excluded (8192). Above: 414.
+    public var maxRequestLine: Int
+    /// Whole header section bytes, request line included (32768). Above: 431.
+    public var maxHeaderBytes: Int
+    /// Header fields (100). Above: 431.
+    public var maxHeaderCount: Int
+    /// Chunk extension bytes per chunk line (4096). Above: 400.
+    public var maxChunkExtension: Int
+    /// Pipelined requests read ahead of their responses (32).
+    public var maxPipelineDepth: Int
+    /// Bytes buffered towards a slow reader before the other side stops being read (256 KiB).
+    public var maxBuffer: Int
+    public init(
+        maxRequestLine: Int = 8192, maxHeaderBytes: Int = 32768, maxHeaderCount: Int = 100,
+        maxChunkExtension: Int = 4096, maxPipelineDepth: Int = 32, maxBuffer: Int = 262_144
+    ) {
+        self.maxRequestLine = maxRequestLine
+        self.maxHeaderBytes = maxHeaderBytes
+        self.maxHeaderCount = maxHeaderCount
+        self.maxChunkExtension = maxChunkExtension
+        self.maxPipelineDepth = maxPipelineDepth
+        self.maxBuffer = maxBuffer
+    }
+}
+
+public struct LogConfig: Sendable, Hashable {
+    public enum Level: String, Sendable, Hashable { case trace, debug, info, notice, warning, error, critical }
+    public var level: Level
+    /// Write one line per request to stdout.
+    public var accessLog: Bool
+    public init(level: Level = .info, accessLog: Bool = true) {
+        self.level = level
+        self.accessLog = accessLog
+    }
+}
+
+/// The whole validated configuration.
+public struct LBConfig: Sendable, Hashable {
+    /// Worker loops; defaults to the number of cores.
+    public var workers: Int
+    public var admin: AdminConfig?
+    public var stateFile: String?
+    /// Sorted by name.
+    public var resolvers: [ResolverConfig]
+    /// Sorted by name.
+    public var pools: [PoolConfig]
+    /// In file order.
+    public var listeners: [ListenerConfig]
+    public var timeouts: TimeoutsConfig
+    public var limits: HTTPLimits
+    public var log: LogConfig
+
+    public func pool(named name: String) -> PoolConfig? { pools.first { $0.name == name } }
+}

@@ -1,0 +1,147 @@
+// Decoded-but-unchecked configuration: the YAML tree read into structs with the file's shape.
+//
+// Stage one of two (see STYLE.md section 7). `RawConfigDecoder` fills these from a `Yams.Node`
+// and reports what is wrong with the *shape*: unknown or duplicate keys, a list where a mapping
+// belongs, `abc` where an integer belongs, a missing required key, both or neither of two
+// alternatives. Stage two, `ConfigValidator`, turns them into `LBConfig` and reports what is wrong
+// with the *values*: ranges, formats, names, cross-references, sums.
+//
+// A field is nil when the key is absent, null (`key:` or `key: ~`), or of the wrong shape; in the
+// last case, and for a missing required key, the decoder has already reported it, so the validator
+// treats nil as "use the default" or "skip", never as a new problem.
+//
+// Durations, addresses and shares stay as text here: their syntax is a value rule, checked once in
+// the validator with messages that quote the text. Mappings whose keys are names (`pools`, `groups`,
+// `resolvers`) are kept as arrays of `RawEntry` in file order; a Swift `Dictionary` would lose it.
+
+/// One entry of a mapping whose keys are names, kept in file order.
+struct RawEntry<Value> {
+    var name: String
+    var value: Value
+}
+
+/// The whole file (top-level keys).
+struct RawConfig {
+    /// `workers`
+    var workers: Int?
+    /// `admin`
+    var admin: RawAdmin?
+    /// `state_file`
+    var stateFile: String?
+    /// `resolvers`, in file order; nil if it is not a mapping (already reported).
+    var resolvers: [RawEntry<RawResolver>]? = []
+    /// `timeouts`
+    var timeouts = RawTimeouts()
+    /// `limits`
+    var limits = RawLimits()
+    /// `log`
+    var log = RawLog()
+    /// `pools`, in file order; nil when the key is missing or not a mapping (already reported).
+    var pools: [RawEntry<RawPool>]?
+    /// `listeners`, in file order; nil when the key is missing (already reported). A malformed item
+    /// has nil fields and keeps its place, so later paths keep their index.
+    var listeners: [RawListener]?
+}
+
+/// `admin: { listen, token_file }`
+struct RawAdmin {
+    var listen: String?
+    var tokenFile: String?
+}
+
+/// `resolvers.NAME: { nameservers, interval, timeout }`
+struct RawResolver {
+    /// Address texts in file order, nil for an item of the wrong shape; the list is nil if the key
+    /// is missing (all already reported).
+    var nameservers: [String?]?
+    var interval: String?
+    var timeout: String?
+}
+
+/// `timeouts: { ... }`, every value a duration text.
+struct RawTimeouts {
+    var clientHead: String?
+    var clientIdle: String?
+    var backendConnect: String?
+    var backendResponse: String?
+    var backendIdle: String?
+    var tcpIdle: String?
+    var shutdownGrace: String?
+}
+
+/// `limits: { ... }`
+struct RawLimits {
+    var maxRequestLine: Int?
+    var maxHeaderBytes: Int?
+    var maxHeaderCount: Int?
+    var maxChunkExtension: Int?
+    var maxPipelineDepth: Int?
+    var maxBuffer: Int?
+}
+
+/// `log: { level, access_log }`
+struct RawLog {
+    var level: String?
+    var accessLog: Bool?
+}
+
+/// `pools.NAME: { balance, max_unhealthy, retries, groups, health }`
+struct RawPool {
+    var balance: String?
+    /// Share text, `30%` or `30`.
+    var maxUnhealthy: String?
+    var retries: Int?
+    /// In file order; nil if the key is missing or not a mapping (already reported).
+    var groups: [RawEntry<RawGroup>]?
+    var health: RawHealth?
+}
+
+/// `pools.NAME.groups.NAME: { share, static | srv + resolver + slots }`
+struct RawGroup {
+    /// Share text, `95`, `5.5` or `5%`; nil if missing (already reported).
+    var share: String?
+    /// Nil if the source was missing, ambiguous or malformed (already reported).
+    var source: RawGroupSource?
+}
+
+/// Exactly one of `static` or `srv`; the decoder reports both-or-neither.
+enum RawGroupSource {
+    /// `static: [ADDRESS | {address, weight}, ...]`; a malformed entry has a nil address (already
+    /// reported) and keeps its place, so later paths keep their index.
+    case staticBackends([RawBackend])
+    /// `srv: NAME` with `resolver` (required) and `slots` (optional).
+    case srv(name: String, resolver: String?, slots: Int?)
+}
+
+/// One `static` entry: a bare address text or `{address, weight}`.
+struct RawBackend {
+    var address: String?
+    var weight: Int?
+    /// True for the bare `127.0.0.1:9001` form, whose address path is the entry itself.
+    var isBareAddress: Bool
+}
+
+/// `pools.NAME.health: { http: {path, expect} | tcp: {}, interval, timeout, rise, fall }`
+struct RawHealth {
+    /// Nil if missing, ambiguous or malformed (already reported).
+    var check: RawHealthCheck?
+    var interval: String?
+    var timeout: String?
+    var rise: Int?
+    var fall: Int?
+}
+
+/// Exactly one of `http` or `tcp`.
+enum RawHealthCheck {
+    case tcp
+    case http(path: String?, expect: Int?)
+}
+
+/// `listeners[i]: { name, bind, mode, pool, maxconn }`
+struct RawListener {
+    var name: String?
+    var bind: String?
+    var mode: String?
+    var pool: String?
+    var maxconn: Int?
+}

@@ -1,0 +1,236 @@
+// One TCP socket driven by two raw libevent events and two evbuffers.
+//
+// Why not bufferevents: a libevent 2.1 socket bufferevent spends five syscalls per forwarded chunk
+// (ioctl FIONREAD, readv, writev and two epoll_ctl as write interest goes on and off;
+// notes/libevent-swift.md section 10). Here a read is one `readv` into reserved evbuffer space, a
+// write is tried at once with `evbuffer_write` and the write event is armed only when the kernel
+// would block, so a keep-alive request costs one syscall per direction on each side.
+//
+// Threading: an Endpoint lives on one worker loop and is touched only from that loop's thread.
+// Ownership: the session (or a worker's idle pool) holds the Endpoint strongly; libevent holds an
+// unretained pointer, valid because `close()` frees both events before the Endpoint can go away.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+
+/// Receives an Endpoint's events. Called on the endpoint's loop thread only.
+protocol EndpointDelegate: AnyObject {
+    /// A non-blocking connect finished successfully.
+    func endpointDidConnect(_ endpoint: Endpoint)
+    /// New bytes are in `input`, or the peer closed (`endpoint.isEOF`).
+    func endpointDidRead(_ endpoint: Endpoint)
+    /// `output` became empty after the write event had to be armed.
+    func endpointDidDrain(_ endpoint: Endpoint)
+    /// The connect or a read/write failed with `errno`.
+    func endpointDidFail(_ endpoint: Endpoint, errno: Int32)
+}
+
+final class Endpoint {
+    let fd: Int32
+    let input: OpaquePointer
+    let output: OpaquePointer
+    private var readEvent: OpaquePointer?
+    private var writeEvent: OpaquePointer?
+    unowned(unsafe) var delegate: EndpointDelegate?
+
+    private(set) var isReading = false
+    private(set) var isWriteArmed = false
+    private(set) var isConnecting = false
+    /// The peer sent FIN (a read returned 0).
+    private(set) var isEOF = false
+    private(set) var isClosed = false
+    /// Set once `shutdown(SHUT_WR)` was sent.
+    private(set) var didShutdownWrite = false
+    /// Bytes read and written over the endpoint's life.
+    private(set) var bytesRead: UInt64 = 0
+    private(set) var bytesWritten: UInt64 = 0
+    /// Free for the owner: e.g. when an idle pooled connection was parked.
+    var parkedAt: UInt64 = 0
+    /// Free for the owner: index of the backend this upstream connection goes to.
+    var backendID: Int = -1
+
+    /// Wraps an open, non-blocking socket. The Endpoint owns `fd` from now on.
+    init(fd: Int32, base: OpaquePointer, connecting: Bool = false) {
+        self.fd = fd
+        self.input = evbuffer_new()!
+        self.output = evbuffer_new()!
+        self.isConnecting = connecting
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        readEvent = event_new(base, fd, evs(EV_READ | EV_PERSIST), Endpoint.onReadable, me)
+        writeEvent = event_new(base, fd, evs(EV_WRITE | EV_PERSIST), Endpoint.onWritable, me)
+        if connecting { armWrite() }
+    }
+
+    deinit { close() }
+
+    /// Closes the socket and frees events and buffers. Idempotent.
+    func close() {
+        guard !isClosed else { return }
+        isClosed = true
+        if let e = readEvent { event_free(e); readEvent = nil }
+        if let e = writeEvent { event_free(e); writeEvent = nil }
+        evbuffer_free(input)
+        evbuffer_free(output)
+        _ = Glibc.close(fd)
+        delegate = nil
+    }
+
+    var inputLength: Int { evbuffer_get_length(input) }
+    var outputLength: Int { evbuffer_get_length(output) }
+
+    /// Turns read interest on or off; a no-op when unchanged (no epoll_ctl churn).
+    func setReading(_ on: Bool) {
+        guard !isClosed, on != isReading, let e = readEvent else { return }
+        if on {
+            if isEOF || isConnecting { return }
+            event_add(e, nil)
+        } else {
+            event_del(e)
+        }
+        isReading = on
+    }
+
+    private func armWrite() {
+        guard !isWriteArmed, let e = writeEvent else { return }
+        event_add(e, nil)
+        isWriteArmed = true
+    }
+
+    private func disarmWrite() {
+        guard isWriteArmed, let e = writeEvent else { return }
+        event_del(e)
+        isWriteArmed = false
+    }
+
+    /// Appends bytes to `output` (copied).
+    func append(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { _ = evbuffer_add(output, $0.baseAddress, $0.count) }
+    }
+
+    func append(_ text: StaticString) {
+        _ = evbuffer_add(output, text.utf8Start, text.utf8CodeUnitCount)
+    }
+
+    /// Writes as much of `output` as the kernel takes now; arms the write event for the rest.
+    /// Returns an errno on a hard error (the caller decides what failing means), nil otherwise.
+    @discardableResult
+    func flush() -> Int32? {
+        guard !isClosed, !isConnecting else { return nil }
+        if isWriteArmed { return nil }  // the write event will do it
+        return writeNow()
+    }
+
+    private func writeNow() -> Int32? {
+        while evbuffer_get_length(output) > 0 {
+            let n = evbuffer_write(output, fd)
+            if n > 0 {
+                bytesWritten &+= UInt64(n)
+                continue
+            }
+            let e = errno
+            if n < 0 && e == EINTR { continue }
+            if n < 0 && (e == EAGAIN || e == EWOULDBLOCK) {
+                armWrite()
+                return nil
+            }
+            return n < 0 ? e : EPIPE
+        }
+        disarmWrite()
+        return nil
+    }
+
+    /// Sends FIN once `output` is empty (call again after a drain).
+    func shutdownWriteWhenFlushed() {
+        guard !isClosed, !didShutdownWrite, outputLength == 0, !isConnecting else { return }
+        didShutdownWrite = true
+        _ = shutdown(fd, Int32(SHUT_WR))
+    }
+
+    /// Reads once into reserved space at the end of `input`. Returns bytes read, 0 on EOF,
+    /// -1 would-block, or -2 with the errno in `lastErrno`.
+    private func readOnce() -> Int {
+        // libevent defines evbuffer_iovec as struct iovec, so the reserved vectors go to readv as is.
+        var vecs = (iovec(), iovec())
+        return withUnsafeMutableBytes(of: &vecs) { raw in
+            let v = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
+            let count = evbuffer_reserve_space(input, 65_536, v, 2)
+            guard count > 0 else {
+                lastErrno = ENOMEM
+                return -2
+            }
+            let r = retryingEINTR { readv(fd, v, count) }
+            if r <= 0 {
+                lastErrno = errno
+                evbuffer_commit_space(input, v, 0)
+                if r == 0 { return 0 }
+                return lastErrno == EAGAIN || lastErrno == EWOULDBLOCK ? -1 : -2
+            }
+            // Commit exactly what was read, across the vectors used.
+            var left = r
+            var used: Int32 = 0
+            for i in 0..<Int(count) where left > 0 {
+                let take = min(left, v[i].iov_len)
+                v[i].iov_len = take
+                left -= take
+                used += 1
+            }
+            evbuffer_commit_space(input, v, used)
+            return r
+        }
+    }
+    private var lastErrno: Int32 = 0
+
+    // MARK: libevent callbacks
+
+    private static let onReadable: event_callback_fn = { _, _, ctx in
+        let ep = Unmanaged<Endpoint>.fromOpaque(ctx!).takeUnretainedValue()
+        ep.handleReadable()
+    }
+
+    private static let onWritable: event_callback_fn = { _, _, ctx in
+        let ep = Unmanaged<Endpoint>.fromOpaque(ctx!).takeUnretainedValue()
+        ep.handleWritable()
+    }
+
+    private func handleReadable() {
+        guard !isClosed else { return }
+        let n = readOnce()
+        switch n {
+        case -1:
+            return
+        case -2:
+            setReading(false)
+            delegate?.endpointDidFail(self, errno: lastErrno)
+        case 0:
+            isEOF = true
+            setReading(false)
+            delegate?.endpointDidRead(self)
+        default:
+            bytesRead &+= UInt64(n)
+            delegate?.endpointDidRead(self)
+        }
+    }
+
+    private func handleWritable() {
+        guard !isClosed else { return }
+        if isConnecting {
+            let err = socketError(fd)
+            disarmWrite()
+            isConnecting = false
+            if err != 0 {
+                delegate?.endpointDidFail(self, errno: err)
+                return
+            }
+            delegate?.endpointDidConnect(self)
+            return
+        }
+        if let err = writeNow() {
+            disarmWrite()
+            delegate?.endpointDidFail(self, errno: err)
+            return
+        }
+        if !isWriteArmed { delegate?.endpointDidDrain(self) }
+    }
+}

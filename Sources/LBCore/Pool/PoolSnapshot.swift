@@ -1,0 +1,120 @@
+// Immutable pool state published by the control loop to every worker (DESIGN.md section 3).
+// A worker loads a new `RuntimeSnapshot` when its doorbell rings and keeps a loop-local copy, so a
+// request always sees one whole snapshot. Backends are interned by address across snapshots
+// (`BackendRegistry`), so a worker's idle upstream connections and the shared in-flight counters
+// survive a republish.
+
+import Synchronization
+
+/// One backend address. Shared by all workers; only `inFlight` changes, atomically.
+public final class Backend: Sendable {
+    /// Process-wide unique, stable for the address's lifetime in the registry.
+    public let id: Int
+    public let address: SocketAddress
+    public let sockaddr: SockAddr
+    /// Requests in flight on this backend across all workers (least-loaded picking).
+    public let inFlight = Atomic<Int>(0)
+
+    init(id: Int, address: SocketAddress, sockaddr: SockAddr) {
+        self.id = id
+        self.address = address
+        self.sockaddr = sockaddr
+    }
+}
+
+/// A backend as a member of a group: the shared `Backend` plus this group's weight for it.
+public struct GroupMember: Sendable {
+    public let backend: Backend
+    public let weight: Int
+}
+
+public final class GroupSnapshot: Sendable {
+    public let name: String
+    public let share: Share
+    public let members: [GroupMember]
+    init(name: String, share: Share, members: [GroupMember]) {
+        self.name = name
+        self.share = share
+        self.members = members
+    }
+}
+
+public final class PoolSnapshot: Sendable {
+    public let name: String
+    public let balance: BalanceAlgorithm
+    public let retries: Int
+    public let groups: [GroupSnapshot]
+    init(name: String, balance: BalanceAlgorithm, retries: Int, groups: [GroupSnapshot]) {
+        self.name = name
+        self.balance = balance
+        self.retries = retries
+        self.groups = groups
+    }
+}
+
+/// Everything a worker needs to route, published as one value.
+public final class RuntimeSnapshot: Sendable {
+    public let generation: UInt64
+    /// Indexed like `LBConfig.pools`.
+    public let pools: [PoolSnapshot]
+    init(generation: UInt64, pools: [PoolSnapshot]) {
+        self.generation = generation
+        self.pools = pools
+    }
+    public func poolIndex(named name: String) -> Int? { pools.firstIndex { $0.name == name } }
+}
+
+/// Interns `Backend` objects by address. Control loop only.
+final class BackendRegistry {
+    private var byAddress: [SocketAddress: Backend] = [:]
+    private var nextID = 0
+
+    func backend(for address: SocketAddress) -> Backend? {
+        if let b = byAddress[address] { return b }
+        guard let sa = SockAddr(address) else { return nil }
+        let b = Backend(id: nextID, address: address, sockaddr: sa)
+        nextID += 1
+        byAddress[address] = b
+        return b
+    }
+}
+
+extension RuntimeSnapshot {
+    /// Builds the snapshot for a config's static groups. `srv` groups start empty (discovery fills them).
+    static func build(from config: LBConfig, generation: UInt64, registry: BackendRegistry) -> RuntimeSnapshot {
+        let pools = config.pools.map { pool in
+            PoolSnapshot(
+                name: pool.name, balance: pool.balance, retries: pool.retries,
+                groups: pool.groups.map { group in
+                    var members: [GroupMember] = []
+                    if case .staticBackends(let list) = group.source {
+                        for b in list {
+                            if let backend = registry.backend(for: b.address) {
+                                members.append(GroupMember(backend: backend, weight: b.weight))
+                            }
+                        }
+                    }
+                    return GroupSnapshot(name: group.name, share: group.share, members: members)
+                })
+        }
+        return RuntimeSnapshot(generation: generation, pools: pools)
+    }
+}
+
+/// The current snapshot and its generation, written by the control loop, read by workers on a doorbell.
+final class SnapshotStore: Sendable {
+    private let current: Mutex<RuntimeSnapshot>
+    let generation = Atomic<UInt64>(0)
+
+    init(_ initial: RuntimeSnapshot) {
+        current = Mutex(initial)
+        generation.store(initial.generation, ordering: .releasing)
+    }
+
+    func load() -> RuntimeSnapshot { current.withLock { $0 } }
+
+    func publish(_ snapshot: RuntimeSnapshot) {
+        current.withLock { $0 = snapshot }
+        generation.store(snapshot.generation, ordering: .releasing)
+    }
+}

@@ -1,0 +1,548 @@
+// One client connection in HTTP mode: requests parsed strictly, one at a time (pipelined requests
+// wait in the input buffer, bounded), each forwarded to a backend picked from the listener's pool
+// over an idle keep-alive upstream connection or a new one, bodies streamed both ways with
+// back-pressure, the response streamed back; then the connection waits for the next request.
+//
+// Shell code: framing decisions come from the parsers (HTTP/), picking from PoolPicker. Runs on its
+// worker's thread only. Owned by the worker's session table until `finish()`.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import Logging
+
+final class HTTPSession: Session, EndpointDelegate {
+    private enum Phase {
+        /// Waiting for (the rest of) a request head.
+        case head
+        /// Waiting for a new upstream connection to complete.
+        case connecting
+        /// Request sent or being sent; response awaited or being streamed.
+        case forwarding
+        /// Final bytes being flushed, then a lingering close that discards input.
+        case closing
+        case closed
+    }
+    private enum Deadline { case head, idle, connect, response, linger }
+
+    unowned let worker: Worker
+    let listener: WorkerListener
+    let client: Endpoint
+    let clientAddress: String
+    private var timer: OpaquePointer?
+    private var phase = Phase.head
+    private var deadline = Deadline.head
+    private var limits: HTTPLimits { worker.config.limits }
+    private var timeouts: TimeoutsConfig { worker.config.timeouts }
+
+    // The request in progress.
+    private var request: HTTPRequestHead?
+    private var upstreamHead: [UInt8] = []
+    private var requestBody = BodyState.done
+    private var requestStartNanos: UInt64 = 0
+    private var excluded: [Int] = []
+    private var attempts = 0
+    private var closeAfterResponse = false
+    private var requestsServed = 0
+    private var waitingForFirstByte = true
+
+    // The upstream side.
+    private var upstream: Endpoint?
+    private var backend: Backend?
+    private var upstreamWasReused = false
+    private var response: HTTPResponseHead?
+    private var responseBody = BodyState.done
+    private var responseBytes: UInt64 = 0
+    private var interimResponses = 0
+
+    init(worker: Worker, listener: WorkerListener, fd: Int32, clientAddress: String) {
+        self.worker = worker
+        self.listener = listener
+        self.clientAddress = clientAddress
+        client = Endpoint(fd: fd, base: worker.base)
+        timer = event_new(worker.base, -1, 0, HTTPSession.onTimer, Unmanaged.passUnretained(self).toOpaque())
+        client.delegate = self
+        client.setReading(true)
+        arm(.head, timeouts.clientHead)
+        if worker.isDraining { closeAfterResponse = true }
+    }
+
+    deinit {
+        if let t = timer { event_free(t) }
+    }
+
+    func beginDrain() {
+        closeAfterResponse = true
+        if phase == .head && client.inputLength == 0 { finish() }
+    }
+
+    // MARK: timers
+
+    private func arm(_ kind: Deadline, _ after: Duration) {
+        deadline = kind
+        guard let t = timer else { return }
+        var tv = after.timeval
+        event_add(t, &tv)
+    }
+
+    private static let onTimer: event_callback_fn = { _, _, ctx in
+        Unmanaged<HTTPSession>.fromOpaque(ctx!).takeUnretainedValue().deadlinePassed()
+    }
+
+    private func deadlinePassed() {
+        switch (phase, deadline) {
+        case (.closed, _):
+            return
+        case (.closing, _), (_, .linger):
+            finish()
+        case (.head, .idle):
+            finish()
+        case (.head, _):
+            // A head that never completed (slowloris), or a connection that never sent one.
+            if client.inputLength > 0 || requestsServed == 0 {
+                respondError(status: 408, reason: "Request Timeout", log: "request head deadline")
+            } else {
+                finish()
+            }
+        case (.connecting, _):
+            connectFailed(errno: ETIMEDOUT)
+        case (.forwarding, _):
+            if response == nil {
+                respondError(status: 504, reason: "Gateway Timeout", log: "backend response deadline")
+            } else {
+                abort("backend stalled mid-response")
+            }
+        }
+    }
+
+    // MARK: endpoint events
+
+    func endpointDidConnect(_ endpoint: Endpoint) {
+        guard endpoint === upstream, phase == .connecting else { return }
+        sendRequestHead()
+        updateInterest()
+    }
+
+    func endpointDidRead(_ endpoint: Endpoint) {
+        if endpoint === client {
+            clientReadable()
+        } else if endpoint === upstream {
+            upstreamReadable()
+        }
+        updateInterest()
+    }
+
+    func endpointDidDrain(_ endpoint: Endpoint) {
+        if endpoint === client {
+            if phase == .closing {
+                lingerAfterFlush()
+                return
+            }
+            if phase == .forwarding, let up = upstream { pumpResponse(up) }
+        } else if endpoint === upstream, phase == .forwarding {
+            pumpRequest()
+        }
+        updateInterest()
+    }
+
+    func endpointDidFail(_ endpoint: Endpoint, errno: Int32) {
+        if endpoint === client {
+            finish()
+        } else if endpoint === upstream {
+            if phase == .connecting {
+                connectFailed(errno: errno)
+            } else {
+                upstreamLost(reason: "backend connection error: \(String(cString: strerror(errno)))")
+            }
+            updateInterest()
+        }
+    }
+
+    // MARK: client side
+
+    private func clientReadable() {
+        switch phase {
+        case .closing:
+            evbuffer_drain(client.input, client.inputLength)
+            if client.isEOF { finish() }
+        case .head:
+            parseHead()
+        case .connecting:
+            break
+        case .forwarding:
+            pumpRequest()
+            if client.isEOF && !requestBody.isDone {
+                abort("client closed during the request body")
+            }
+        case .closed:
+            break
+        }
+    }
+
+    private func parseHead() {
+        let available = client.inputLength
+        guard available > 0 else {
+            if client.isEOF { finish() }
+            return
+        }
+        if waitingForFirstByte {
+            waitingForFirstByte = false
+            if requestsServed > 0 { arm(.head, timeouts.clientHead) }
+        }
+        let n = min(available, limits.maxHeaderBytes + 1024)
+        guard let p = evbuffer_pullup(client.input, n) else { return }
+        switch HTTPRequestParser.parse(UnsafeRawBufferPointer(start: p, count: n), limits: limits) {
+        case .incomplete:
+            if client.isEOF { finish() }
+        case .failed(let error):
+            respondError(status: error.status, reason: error.reasonPhrase, log: "\(error)")
+        case .complete(let head):
+            evbuffer_drain(client.input, head.headLength)
+            start(head)
+        }
+    }
+
+    private func start(_ head: HTTPRequestHead) {
+        request = head
+        requestStartNanos = monotonicNanos()
+        requestBody = BodyState(head.framing, maxChunkExtension: limits.maxChunkExtension)
+        upstreamHead = head.upstreamHead(clientAddress: clientAddress, forwardedProto: "http")
+        excluded.removeAll(keepingCapacity: true)
+        attempts = 0
+        response = nil
+        responseBytes = 0
+        interimResponses = 0
+        if !head.keepAlive || worker.isDraining { closeAfterResponse = true }
+        connectUpstream()
+    }
+
+    // MARK: upstream side
+
+    private func connectUpstream() {
+        guard let b = worker.pick(poolIndex: listener.poolIndex, excluding: excluded) else {
+            respondError(status: 503, reason: "Service Unavailable", log: "no usable backend")
+            return
+        }
+        backend = b
+        b.inFlight.add(1, ordering: .relaxed)
+        if let ep = worker.takeIdle(b.id) {
+            upstream = ep
+            upstreamWasReused = true
+            ep.delegate = self
+            sendRequestHead()
+            return
+        }
+        upstreamWasReused = false
+        do {
+            switch try startConnect(to: b.sockaddr) {
+            case .connected(let fd):
+                upstream = makeUpstream(fd: fd, connecting: false, backend: b)
+                sendRequestHead()
+            case .inProgress(let fd):
+                upstream = makeUpstream(fd: fd, connecting: true, backend: b)
+                phase = .connecting
+                arm(.connect, timeouts.backendConnect)
+            }
+        } catch {
+            connectFailed(errno: error.errno)
+        }
+    }
+
+    private func makeUpstream(fd: Int32, connecting: Bool, backend: Backend) -> Endpoint {
+        let ep = Endpoint(fd: fd, base: worker.base, connecting: connecting)
+        ep.backendID = backend.id
+        ep.delegate = self
+        return ep
+    }
+
+    /// The backend could not be reached: try another one, within the pool's retries.
+    private func connectFailed(errno: Int32) {
+        let failed = backend
+        releaseUpstream(reuse: false)
+        if let b = failed {
+            excluded.append(b.id)
+            worker.shared.logger.warning(
+                "backend connect failed",
+                metadata: ["backend": "\(b.address)", "error": "\(String(cString: strerror(errno)))"])
+        }
+        attempts += 1
+        if attempts <= worker.snapshot.pools[listener.poolIndex].retries {
+            connectUpstream()
+        } else {
+            respondError(status: 503, reason: "Service Unavailable", log: "backends unreachable")
+        }
+    }
+
+    private func sendRequestHead() {
+        guard let up = upstream, let req = request else { return }
+        phase = .forwarding
+        up.append(upstreamHead)
+        if req.expectContinue && !requestBody.isDone && req.versionMinor >= 1 {
+            client.append("HTTP/1.1 100 Continue\r\n\r\n")
+            if client.flush() != nil { finish(); return }
+        }
+        pumpRequest()
+        if phase != .forwarding { return }
+        up.setReading(true)
+        arm(.response, timeouts.backendResponse)
+    }
+
+    private func pumpRequest() {
+        guard let up = upstream, phase == .forwarding else { return }
+        if !requestBody.isDone {
+            do {
+                _ = try BodyPump.pump(&requestBody, from: client.input, to: up.output, rechunk: true)
+            } catch {
+                if response == nil {
+                    respondError(status: error.status, reason: error.reasonPhrase, log: "request body: \(error)")
+                } else {
+                    abort("bad request body: \(error)")
+                }
+                return
+            }
+        }
+        if let e = up.flush() {
+            upstreamLost(reason: "backend write failed: \(String(cString: strerror(e)))")
+        }
+    }
+
+    private func upstreamReadable() {
+        guard let up = upstream, phase == .forwarding else { return }
+        if response == nil {
+            parseResponseHead(up)
+            guard phase == .forwarding, response != nil else { return }
+        } else {
+            pumpResponse(up)
+        }
+    }
+
+    private func parseResponseHead(_ up: Endpoint) {
+        while response == nil {
+            let available = up.inputLength
+            if available == 0 {
+                if up.isEOF { upstreamLost(reason: "backend closed before responding") }
+                return
+            }
+            let n = min(available, 65_536 + 4)
+            guard let p = evbuffer_pullup(up.input, n), let req = request else { return }
+            let result = HTTPResponseParser.parse(
+                UnsafeRawBufferPointer(start: p, count: n), requestWasHEAD: req.isHEAD, maxHeaderBytes: 65_536)
+            switch result {
+            case .incomplete:
+                if up.isEOF || available > 65_536 {
+                    badGateway("incomplete response head")
+                }
+                return
+            case .failed(let error):
+                badGateway("invalid response head: \(error)")
+                return
+            case .complete(let head):
+                evbuffer_drain(up.input, head.headLength)
+                if head.isInterim {
+                    interimResponses += 1
+                    if interimResponses > 100 { badGateway("too many interim responses") }
+                    continue
+                }
+                if head.status == 101 {
+                    badGateway("unexpected 101 Switching Protocols")
+                    return
+                }
+                beginResponse(head, on: up)
+            }
+        }
+    }
+
+    private func beginResponse(_ head: HTTPResponseHead, on up: Endpoint) {
+        guard let req = request else { return }
+        response = head
+        arm(.response, timeouts.backendResponse)
+        if head.framing == .untilClose || (head.framing == .chunked && req.versionMinor == 0) {
+            closeAfterResponse = true
+        }
+        client.append(head.clientHead(clientVersionMinor: req.versionMinor, closeAfter: closeAfterResponse))
+        responseBody = BodyState(head.framing, maxChunkExtension: limits.maxChunkExtension)
+        pumpResponse(up)
+    }
+
+    private func pumpResponse(_ up: Endpoint) {
+        guard let req = request, phase == .forwarding, response != nil else { return }
+        do {
+            let n = try BodyPump.pump(&responseBody, from: up.input, to: client.output, rechunk: req.versionMinor >= 1)
+            responseBytes &+= UInt64(n)
+            if n > 0 { arm(.response, timeouts.backendResponse) }
+        } catch {
+            if let e = client.flush() { _ = e }
+            abort("invalid response body: \(error)")
+            return
+        }
+        if case .untilClose = responseBody, up.isEOF { responseBody = .done }
+        if client.flush() != nil {
+            finish()
+            return
+        }
+        if responseBody.isDone {
+            responseComplete()
+        } else if up.isEOF {
+            abort("backend closed mid-response")
+        }
+    }
+
+    private func responseComplete() {
+        guard let req = request else { return }
+        let status = response?.status ?? 0
+        let reusable = (response?.keepAlive ?? false) && requestBody.isDone
+        accessLog(req, status: status)
+        releaseUpstream(reuse: reusable)
+        requestsServed += 1
+        request = nil
+        response = nil
+        upstreamHead = []
+        if closeAfterResponse || !requestBody.isDone || client.isEOF {
+            startClosing()
+            return
+        }
+        phase = .head
+        waitingForFirstByte = true
+        arm(.idle, timeouts.clientIdle)
+        if client.inputLength > 0 { parseHead() }
+    }
+
+    /// Ends the use of the current upstream connection: back to the idle pool, or closed.
+    private func releaseUpstream(reuse: Bool) {
+        if let b = backend {
+            b.inFlight.subtract(1, ordering: .relaxed)
+            backend = nil
+        }
+        guard let up = upstream else { return }
+        upstream = nil
+        if reuse && up.inputLength == 0 && !up.isEOF && up.outputLength == 0 {
+            worker.park(up)
+        } else {
+            up.close()
+        }
+    }
+
+    /// The upstream connection failed or closed before the response completed.
+    private func upstreamLost(reason: String) {
+        guard let req = request else { return }
+        let nothingSentBack = response == nil
+        // A pooled connection the backend closed as we reused it, or a fresh one that died before
+        // any response byte: safe to replay when the request has no body (RFC 9110 §9.2.2).
+        if nothingSentBack && req.framing == .none && req.isIdempotent {
+            let failed = backend
+            let wasReused = upstreamWasReused
+            releaseUpstream(reuse: false)
+            if let b = failed, !wasReused { excluded.append(b.id) }
+            attempts += wasReused ? 0 : 1
+            if attempts <= worker.snapshot.pools[listener.poolIndex].retries {
+                connectUpstream()
+                return
+            }
+        }
+        if nothingSentBack {
+            badGateway(reason)
+        } else {
+            abort(reason)
+        }
+    }
+
+    private func badGateway(_ why: String) {
+        respondError(status: 502, reason: "Bad Gateway", log: why)
+    }
+
+    // MARK: ending
+
+    /// Sends lbd's own error response (if nothing was sent for this request yet) and closes.
+    private func respondError(status: Int, reason: String, log: String) {
+        guard phase != .closing && phase != .closed else { return }
+        if response != nil {
+            abort(log)
+            return
+        }
+        if let req = request { accessLog(req, status: status, note: log) }
+        releaseUpstream(reuse: false)
+        let body = "\(status) \(reason)\n"
+        let text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\n"
+            + "Connection: close\r\n\r\n" + body
+        client.append(Array(text.utf8))
+        if request == nil {
+            worker.shared.logger.info(
+                "rejected request", metadata: ["client": "\(clientAddress)", "status": "\(status)", "why": "\(log)"])
+        }
+        startClosing()
+    }
+
+    /// Flushes what is queued for the client, sends FIN, and discards input until the client
+    /// closes or the linger deadline passes (so the response is not destroyed by an RST).
+    private func startClosing() {
+        phase = .closing
+        releaseUpstream(reuse: false)
+        if client.flush() != nil {
+            finish()
+            return
+        }
+        if client.outputLength == 0 { lingerAfterFlush() }
+        arm(.linger, .seconds(2))
+        updateInterest()
+    }
+
+    private func lingerAfterFlush() {
+        client.shutdownWriteWhenFlushed()
+        if client.isEOF { finish() }
+    }
+
+    /// Drops both connections at once: the client sees a truncated response.
+    private func abort(_ why: String) {
+        if let req = request { accessLog(req, status: response?.status ?? 0, note: "aborted: \(why)") }
+        worker.shared.logger.warning("request aborted", metadata: ["client": "\(clientAddress)", "why": "\(why)"])
+        finish()
+    }
+
+    private func finish() {
+        guard phase != .closed else { return }
+        phase = .closed
+        releaseUpstream(reuse: false)
+        if let t = timer { event_del(t) }
+        client.close()
+        worker.unregister(self, listener: listener.index)
+    }
+
+    // MARK: back-pressure
+
+    /// Reads on a side only while the buffers it would fill are below the limit.
+    private func updateInterest() {
+        guard phase != .closed else { return }
+        let max = limits.maxBuffer
+        switch phase {
+        case .closing:
+            client.setReading(true)
+        default:
+            let upstreamFull = (upstream?.outputLength ?? 0) >= max
+            client.setReading(client.inputLength < max && !upstreamFull)
+        }
+        if let up = upstream {
+            up.setReading(phase == .forwarding && client.outputLength < max)
+        }
+    }
+
+    // MARK: access log
+
+    private func accessLog(_ req: HTTPRequestHead, status: Int, note: String? = nil) {
+        guard let log = worker.shared.accessLogger else { return }
+        let micros = (monotonicNanos() &- requestStartNanos) / 1000
+        var meta: Logger.Metadata = [
+            "listener": "\(listener.config.name)",
+            "client": "\(clientAddress)",
+            "method": "\(req.method)",
+            "target": "\(req.target)",
+            "status": "\(status)",
+            "backend": "\(backend.map { "\($0.address)" } ?? "-")",
+            "bytes_out": "\(responseBytes)",
+            "duration_us": "\(micros)",
+            "retries": "\(attempts)",
+        ]
+        if let note { meta["note"] = "\(note)" }
+        log.info("request", metadata: meta)
+    }
+}

@@ -1,0 +1,280 @@
+// A worker: one thread, one event_base, one SO_REUSEPORT listener per configured listener, the
+// sessions it accepted, and its own pool of idle keep-alive connections to backends.
+// It shares nothing mutable with other workers except the backends' atomic in-flight counters and
+// the listeners' open-connection counters. The control thread talks to it only through `wake()`
+// (the doorbell) after changing the `SnapshotStore` or the `draining` flag.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import Logging
+import Synchronization
+
+/// A client connection owned by a worker.
+protocol Session: AnyObject {
+    /// Graceful shutdown began: stop taking new requests, finish the current one.
+    func beginDrain()
+}
+
+/// Process-wide state shared by the control thread and every worker. Immutable except atomics.
+final class ServerShared: Sendable {
+    let config: LBConfig
+    let store: SnapshotStore
+    let draining = Atomic<Bool>(false)
+    /// Open client connections per listener (indexed like `config.listeners`), across workers.
+    let listenerOpen: [Counter]
+    let logger: Logger
+    let accessLogger: Logger?
+
+    init(config: LBConfig, store: SnapshotStore, logger: Logger, accessLogger: Logger?) {
+        self.config = config
+        self.store = store
+        self.logger = logger
+        self.accessLogger = accessLogger
+        listenerOpen = config.listeners.map { _ in Counter() }
+    }
+}
+
+/// A shared atomic counter.
+final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+    @discardableResult
+    func add(_ n: Int) -> Int { value.add(n, ordering: .relaxed).newValue }
+    func subtract(_ n: Int) { value.subtract(n, ordering: .relaxed) }
+    var current: Int { value.load(ordering: .relaxed) }
+}
+
+/// One listener bound on one worker; libevent's context for accepts.
+final class WorkerListener {
+    unowned let worker: Worker
+    let index: Int
+    let config: ListenerConfig
+    let poolIndex: Int
+    var listener: OpaquePointer?
+    var resumeTimer: OpaquePointer?
+
+    init(worker: Worker, index: Int, config: ListenerConfig, poolIndex: Int) {
+        self.worker = worker
+        self.index = index
+        self.config = config
+        self.poolIndex = poolIndex
+    }
+}
+
+/// Thread confinement: everything but `wake()` and `init` runs on the worker's own thread.
+final class Worker: @unchecked Sendable {
+    let index: Int
+    let base: OpaquePointer
+    let shared: ServerShared
+    var config: LBConfig { shared.config }
+    private(set) var snapshot: RuntimeSnapshot
+    private var pickers: [PoolPicker]
+    private(set) var listeners: [WorkerListener] = []
+    private var sessions: [ObjectIdentifier: Session] = [:]
+    private var idle: [Int: [Endpoint]] = [:]
+    private var doorbell: OpaquePointer?
+    private var sweepTimer: OpaquePointer?
+    private(set) var isDraining = false
+    let finished = Atomic<Bool>(false)
+    private var pickSeed: UInt64
+
+    /// Creates the loop and binds every listener (on the calling thread, so bind errors surface at start).
+    init(index: Int, shared: ServerShared) throws(SystemCallError) {
+        self.index = index
+        self.shared = shared
+        guard let b = event_base_new() else { throw SystemCallError(call: "event_base_new", errno: errno) }
+        base = b
+        snapshot = shared.store.load()
+        pickSeed = 0x5EED_0000 &+ UInt64(index)
+        pickers = []
+        rebuildPickers()
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        doorbell = event_new(base, -1, 0, Worker.onDoorbell, me)
+        sweepTimer = event_new(base, -1, evs(EV_PERSIST), Worker.onSweep, me)
+        var tv = Duration.seconds(1).timeval
+        event_add(sweepTimer, &tv)
+        for (i, lc) in shared.config.listeners.enumerated() {
+            guard let pi = snapshot.poolIndex(named: lc.pool) else { continue }
+            let wl = WorkerListener(worker: self, index: i, config: lc, poolIndex: pi)
+            try bind(wl)
+            listeners.append(wl)
+        }
+    }
+
+    private func bind(_ wl: WorkerListener) throws(SystemCallError) {
+        guard let sa = SockAddr(wl.config.bind) else { throw SystemCallError(call: "bind \(wl.config.bind)", errno: EINVAL) }
+        let flags = UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC)
+        let ctx = Unmanaged.passUnretained(wl).toOpaque()
+        let l = sa.withSockaddr { p, len in
+            evconnlistener_new_bind(base, Worker.onAccept, ctx, flags, 1024, p, Int32(len))
+        }
+        guard let l else { throw SystemCallError(call: "bind \(wl.config.bind)", errno: errno) }
+        evconnlistener_set_error_cb(l, Worker.onAcceptError)
+        wl.listener = l
+        wl.resumeTimer = event_new(base, -1, 0, Worker.onResumeAccept, ctx)
+    }
+
+    /// Runs the loop until drained. Call on the worker's own thread.
+    func run() {
+        event_base_loop(base, Int32(EVLOOP_NO_EXIT_ON_EMPTY))
+        finished.store(true, ordering: .releasing)
+    }
+
+    /// Rings the doorbell: re-read the snapshot and the draining flag. Any thread.
+    func wake() {
+        if let d = doorbell { event_active(d, EV_READ, 0) }
+    }
+
+    // MARK: picking and sessions
+
+    private func rebuildPickers() {
+        pickers = snapshot.pools.map { pool in
+            pickSeed = pickSeed &* 6_364_136_223_846_793_005 &+ 1
+            return PoolPicker(pool: pool, seed: pickSeed)
+        }
+    }
+
+    func pick(poolIndex: Int, excluding: [Int]) -> Backend? {
+        pickers[poolIndex].pick(excluding: excluding)
+    }
+
+    func register(_ s: Session) { sessions[ObjectIdentifier(s)] = s }
+
+    func unregister(_ s: Session, listener: Int) {
+        if sessions.removeValue(forKey: ObjectIdentifier(s)) != nil {
+            shared.listenerOpen[listener].subtract(1)
+        }
+        if isDraining && sessions.isEmpty { finishDrain() }
+    }
+
+    // MARK: idle upstream pool
+
+    /// An idle keep-alive connection to `backendID`, or nil.
+    func takeIdle(_ backendID: Int) -> Endpoint? {
+        while let ep = idle[backendID]?.popLast() {
+            if ep.isClosed || ep.isEOF { ep.close(); continue }
+            return ep
+        }
+        return nil
+    }
+
+    /// Keeps a finished upstream connection for reuse; closes it when the pool is full or draining.
+    func park(_ ep: Endpoint) {
+        guard !isDraining, idle[ep.backendID, default: []].count < 512 else { ep.close(); return }
+        ep.delegate = self
+        ep.parkedAt = monotonicNanos()
+        ep.setReading(true)
+        idle[ep.backendID, default: []].append(ep)
+    }
+
+    private func dropIdle(_ ep: Endpoint) {
+        if var list = idle[ep.backendID], let i = list.firstIndex(where: { $0 === ep }) {
+            list.remove(at: i)
+            idle[ep.backendID] = list
+        }
+        ep.close()
+    }
+
+    private func sweepIdle() {
+        let limit = UInt64(max(0, config.timeouts.backendIdle.milliseconds)) * 1_000_000
+        let now = monotonicNanos()
+        for (id, list) in idle {
+            let keep = list.filter { now &- $0.parkedAt < limit && !$0.isClosed }
+            for ep in list where !keep.contains(where: { $0 === ep }) { ep.close() }
+            idle[id] = keep
+        }
+    }
+
+    // MARK: doorbell, drain
+
+    private func handleDoorbell() {
+        let gen = shared.store.generation.load(ordering: .acquiring)
+        if gen != snapshot.generation {
+            snapshot = shared.store.load()
+            rebuildPickers()
+        }
+        if shared.draining.load(ordering: .acquiring) && !isDraining { beginDrain() }
+    }
+
+    private func beginDrain() {
+        isDraining = true
+        for wl in listeners {
+            if let l = wl.listener { evconnlistener_free(l); wl.listener = nil }
+            if let t = wl.resumeTimer { event_free(t); wl.resumeTimer = nil }
+        }
+        for (_, list) in idle { list.forEach { $0.close() } }
+        idle = [:]
+        for s in Array(sessions.values) { s.beginDrain() }
+        if sessions.isEmpty { finishDrain() }
+    }
+
+    private func finishDrain() {
+        event_base_loopbreak(base)
+    }
+
+    // MARK: accept
+
+    fileprivate func accept(fd: Int32, address: UnsafeMutablePointer<sockaddr>?, on wl: WorkerListener) {
+        let open = shared.listenerOpen[wl.index].add(1)
+        if open > wl.config.maxconn || isDraining {
+            shared.listenerOpen[wl.index].subtract(1)
+            _ = Glibc.close(fd)
+            return
+        }
+        setNoDelay(fd)
+        let peer = address.map { SockAddr.hostText($0) } ?? "unknown"
+        let session: Session
+        switch wl.config.mode {
+        case .http: session = HTTPSession(worker: self, listener: wl, fd: fd, clientAddress: peer)
+        case .tcp: session = TCPSession(worker: self, listener: wl, fd: fd, clientAddress: peer)
+        }
+        register(session)
+    }
+
+    private static let onAccept: evconnlistener_cb = { _, fd, address, _, ctx in
+        let wl = Unmanaged<WorkerListener>.fromOpaque(ctx!).takeUnretainedValue()
+        wl.worker.accept(fd: fd, address: address, on: wl)
+    }
+
+    /// accept() failed (EMFILE, ENFILE, ENOBUFS…): pause this listener briefly instead of spinning.
+    private static let onAcceptError: evconnlistener_errorcb = { listener, ctx in
+        let wl = Unmanaged<WorkerListener>.fromOpaque(ctx!).takeUnretainedValue()
+        let err = errno
+        if let l = listener { evconnlistener_disable(l) }
+        wl.worker.shared.logger.warning(
+            "accept failed; pausing listener for 100ms",
+            metadata: ["listener": "\(wl.config.name)", "errno": "\(err)"])
+        var tv = Duration.milliseconds(100).timeval
+        if let t = wl.resumeTimer { event_add(t, &tv) }
+    }
+
+    private static let onResumeAccept: event_callback_fn = { _, _, ctx in
+        let wl = Unmanaged<WorkerListener>.fromOpaque(ctx!).takeUnretainedValue()
+        if let l = wl.listener { evconnlistener_enable(l) }
+    }
+
+    private static let onDoorbell: event_callback_fn = { _, _, ctx in
+        Unmanaged<Worker>.fromOpaque(ctx!).takeUnretainedValue().handleDoorbell()
+    }
+
+    private static let onSweep: event_callback_fn = { _, _, ctx in
+        Unmanaged<Worker>.fromOpaque(ctx!).takeUnretainedValue().sweepIdle()
+    }
+}
+
+/// Idle pooled upstream connections: any byte or EOF from the backend while idle ends them.
+extension Worker: EndpointDelegate {
+    func endpointDidConnect(_ endpoint: Endpoint) {}
+    func endpointDidRead(_ endpoint: Endpoint) { dropIdle(endpoint) }
+    func endpointDidDrain(_ endpoint: Endpoint) {}
+    func endpointDidFail(_ endpoint: Endpoint, errno: Int32) { dropIdle(endpoint) }
+}
+
+/// Nanoseconds on the monotonic clock (shell code only; pure cores take time as a parameter).
+@inline(__always)
+func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
+}

@@ -1,0 +1,124 @@
+// The process: worker threads, and the control loop on the calling thread, which owns signals
+// and (later) discovery, health checks and the admin API. Lifecycle:
+//   init  — build the first snapshot, create every worker and bind its listeners (errors here
+//           are startup errors, reported before anything serves);
+//   run   — start worker threads, run the control loop until SIGTERM/SIGINT;
+//   drain — set `draining`, ring every doorbell: workers close listeners and idle connections,
+//           finish in-flight requests, and stop; the control loop waits up to `shutdown_grace`.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import Logging
+
+public final class Server {
+    private let config: LBConfig
+    private let shared: ServerShared
+    private let registry = BackendRegistry()
+    private var workers: [Worker] = []
+    private let controlBase: OpaquePointer
+    private var signalEvents: [OpaquePointer] = []
+    private var drainPoll: OpaquePointer?
+    private var drainDeadline: UInt64 = 0
+    private var threads: [pthread_t] = []
+    public let logger: Logger
+
+    /// Builds workers and binds every listener. Throws on a bind failure (address in use…).
+    public init(config: LBConfig, logger: Logger, accessLogger: Logger?) throws(SystemCallError) {
+        self.config = config
+        self.logger = logger
+        signal(SIGPIPE, SIG_IGN)
+        evthread_use_pthreads()
+        guard let cb = event_base_new() else { throw SystemCallError(call: "event_base_new", errno: errno) }
+        controlBase = cb
+        let snapshot = RuntimeSnapshot.build(from: config, generation: 1, registry: registry)
+        shared = ServerShared(
+            config: config, store: SnapshotStore(snapshot), logger: logger, accessLogger: accessLogger)
+        for i in 0..<config.workers {
+            workers.append(try Worker(index: i, shared: shared))
+        }
+    }
+
+    /// Runs until a graceful shutdown completes. Returns the process exit code.
+    public func run() -> Int32 {
+        for w in workers {
+            threads.append(startThread(name: "lbd-worker-\(w.index)") { w.run() })
+        }
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            if let ev = event_new(controlBase, sig, evs(EV_SIGNAL | EV_PERSIST), Server.onSignal, me) {
+                event_add(ev, nil)
+                signalEvents.append(ev)
+            }
+        }
+        logger.info(
+            "lbd serving",
+            metadata: [
+                "workers": "\(config.workers)",
+                "listeners": "\(config.listeners.map { "\($0.name)=\($0.mode.rawValue)://\($0.bind)" }.joined(separator: ","))",
+            ])
+        event_base_loop(controlBase, Int32(EVLOOP_NO_EXIT_ON_EMPTY))
+        let clean = workers.allSatisfy { $0.finished.load(ordering: .acquiring) }
+        if clean {
+            for t in threads { pthread_join(t, nil) }
+        }
+        logger.info("lbd stopped", metadata: ["clean": "\(clean)"])
+        return 0
+    }
+
+    private static let onSignal: event_callback_fn = { fd, _, ctx in
+        Unmanaged<Server>.fromOpaque(ctx!).takeUnretainedValue().signalReceived(fd)
+    }
+
+    private func signalReceived(_ sig: Int32) {
+        switch sig {
+        case SIGHUP:
+            logger.warning("SIGHUP: configuration reload is not implemented yet; still serving the loaded config")
+        default:
+            beginDrain()
+        }
+    }
+
+    private func beginDrain() {
+        guard drainPoll == nil else {
+            logger.warning("second stop signal: exiting now")
+            event_base_loopbreak(controlBase)
+            return
+        }
+        logger.info("draining", metadata: ["grace": "\(config.timeouts.shutdownGrace)"])
+        shared.draining.store(true, ordering: .releasing)
+        for w in workers { w.wake() }
+        drainDeadline = monotonicNanos() &+ UInt64(max(0, config.timeouts.shutdownGrace.milliseconds)) * 1_000_000
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        drainPoll = event_new(controlBase, -1, evs(EV_PERSIST), Server.onDrainPoll, me)
+        var tv = Duration.milliseconds(20).timeval
+        event_add(drainPoll, &tv)
+    }
+
+    private static let onDrainPoll: event_callback_fn = { _, _, ctx in
+        let s = Unmanaged<Server>.fromOpaque(ctx!).takeUnretainedValue()
+        let done = s.workers.allSatisfy { $0.finished.load(ordering: .acquiring) }
+        if done || monotonicNanos() >= s.drainDeadline {
+            if !done { s.logger.warning("shutdown grace expired with requests still in flight") }
+            event_base_loopbreak(s.controlBase)
+        }
+    }
+}
+
+/// Starts a detached-until-joined pthread running `body`.
+func startThread(name: String, _ body: @escaping () -> Void) -> pthread_t {
+    final class Box {
+        let body: () -> Void
+        init(_ body: @escaping () -> Void) { self.body = body }
+    }
+    let arg = Unmanaged.passRetained(Box(body)).toOpaque()
+    var tid = pthread_t()
+    let rc = pthread_create(&tid, nil, { raw in
+        let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+        box.body()
+        return nil
+    }, arg)
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    return tid
+}
