@@ -43,6 +43,9 @@ final class HTTPSession: Session, EndpointDelegate {
     private var requestStartNanos: UInt64 = 0
     private var excluded: [Int] = []
     private var attempts = 0
+    /// What to answer when no further backend can be tried: 503 after connect failures, 502 when
+    /// a backend was reached but failed before responding.
+    private var exhaustedStatus = 503
     private var closeAfterResponse = false
     private var requestsServed = 0
     private var waitingForFirstByte = true
@@ -210,6 +213,7 @@ final class HTTPSession: Session, EndpointDelegate {
         upstreamHead = head.upstreamHead(clientAddress: clientAddress, forwardedProto: "http")
         excluded.removeAll(keepingCapacity: true)
         attempts = 0
+        exhaustedStatus = 503
         response = nil
         responseBytes = 0
         interimResponses = 0
@@ -221,7 +225,11 @@ final class HTTPSession: Session, EndpointDelegate {
 
     private func connectUpstream() {
         guard let b = worker.pick(poolIndex: listener.poolIndex, excluding: excluded) else {
-            respondError(status: 503, reason: "Service Unavailable", log: "no usable backend")
+            if exhaustedStatus == 502 {
+                badGateway("backends failed before responding")
+            } else {
+                respondError(status: 503, reason: "Service Unavailable", log: "no usable backend")
+            }
             return
         }
         backend = b
@@ -269,6 +277,8 @@ final class HTTPSession: Session, EndpointDelegate {
         attempts += 1
         if attempts <= worker.snapshot.pools[listener.poolIndex].retries {
             connectUpstream()
+        } else if exhaustedStatus == 502 {
+            badGateway("backends failed before responding")
         } else {
             respondError(status: 503, reason: "Service Unavailable", log: "backends unreachable")
         }
@@ -433,12 +443,15 @@ final class HTTPSession: Session, EndpointDelegate {
             let failed = backend
             let wasReused = upstreamWasReused
             releaseUpstream(reuse: false)
+            if !wasReused { exhaustedStatus = 502 }
             if let b = failed, !wasReused { excluded.append(b.id) }
             attempts += wasReused ? 0 : 1
             if attempts <= worker.snapshot.pools[listener.poolIndex].retries {
                 connectUpstream()
                 return
             }
+            badGateway(reason)
+            return
         }
         if nothingSentBack {
             badGateway(reason)
