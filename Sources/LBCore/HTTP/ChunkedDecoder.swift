@@ -95,33 +95,33 @@ public struct ChunkedDecoder: Sendable {
                 }
                 guard sizeDigits > 0 else { throw .badRequest("invalid chunk size") }
                 switch c {
-                case Byte.cr: state = .sizeLF
-                case Byte.semicolon: try startExtension()
-                case Byte.space, Byte.tab:
+                case HTTPByte.cr: state = .sizeLF
+                case HTTPByte.semicolon: try startExtension()
+                case HTTPByte.space, HTTPByte.tab:
                     try startExtension()
                     state = .sizeWhitespace
-                case Byte.lf: throw .badRequest("bare LF after chunk size")
+                case HTTPByte.lf: throw .badRequest("bare LF after chunk size")
                 default: throw .badRequest("invalid chunk size")
                 }
             case .sizeWhitespace:
                 try countExtensionByte()
-                if c == Byte.semicolon {
+                if c == HTTPByte.semicolon {
                     state = .extensionBytes
                 } else if !c.isOWS {
                     throw .badRequest("whitespace after chunk size")
                 }
             case .extensionBytes:
-                if c == Byte.cr {
+                if c == HTTPByte.cr {
                     state = .sizeLF
-                } else if c == Byte.lf {
+                } else if c == HTTPByte.lf {
                     throw .badRequest("bare LF in chunk extension")
-                } else if c == Byte.del || (c < Byte.space && c != Byte.tab) {
+                } else if c == HTTPByte.del || (c < HTTPByte.space && c != HTTPByte.tab) {
                     throw .badRequest("control character in chunk extension")
                 } else {
                     try countExtensionByte()
                 }
             case .sizeLF:
-                guard c == Byte.lf else { throw .badRequest("bare CR in chunk line") }
+                guard c == HTTPByte.lf else { throw .badRequest("bare CR in chunk line") }
                 let chunkSize = size
                 size = 0
                 sizeDigits = 0
@@ -133,10 +133,10 @@ public struct ChunkedDecoder: Sendable {
                     return (i, .chunkHeader(size: chunkSize))
                 }
             case .dataCR:
-                guard c == Byte.cr else { throw .badRequest("chunk data longer than its size") }
+                guard c == HTTPByte.cr else { throw .badRequest("chunk data longer than its size") }
                 state = .dataLF
             case .dataLF:
-                guard c == Byte.lf else { throw .badRequest("bare CR after chunk data") }
+                guard c == HTTPByte.lf else { throw .badRequest("bare CR after chunk data") }
                 state = .size
                 return (i, .chunkDataEnd)
             case .trailerLineStart, .trailerName, .trailerValue, .trailerLF, .finalLF:
@@ -154,31 +154,35 @@ public struct ChunkedDecoder: Sendable {
     mutating func trailerByte(_ c: UInt8) throws(HTTPError) -> Bool {
         switch state {
         case .trailerLineStart:
-            if c == Byte.cr {
+            if c == HTTPByte.cr {
                 state = .finalLF
             } else if c.isTokenChar {
                 state = .trailerName
             } else {
-                throw .badRequest(c.isOWS ? "obs-fold in trailer" : c == Byte.lf ? "bare LF in trailer"
-                                  : c == Byte.colon ? "empty trailer field name" : "invalid trailer field name")
+                switch c {
+                case HTTPByte.space, HTTPByte.tab: throw .badRequest("obs-fold in trailer")
+                case HTTPByte.lf: throw .badRequest("bare LF in trailer")
+                case HTTPByte.colon: throw .badRequest("empty trailer field name")
+                default: throw .badRequest("invalid trailer field name")
+                }
             }
         case .trailerName:
-            if c == Byte.colon {
+            if c == HTTPByte.colon {
                 state = .trailerValue
             } else if !c.isTokenChar {
                 throw .badRequest("invalid trailer field name")
             }
         case .trailerValue:
-            if c == Byte.cr {
+            if c == HTTPByte.cr {
                 state = .trailerLF
-            } else if c == Byte.del || (c < Byte.space && c != Byte.tab) {
-                throw .badRequest(c == Byte.lf ? "bare LF in trailer" : "control character in trailer")
+            } else if c == HTTPByte.del || (c < HTTPByte.space && c != HTTPByte.tab) {
+                throw .badRequest(c == HTTPByte.lf ? "bare LF in trailer" : "control character in trailer")
             }
         case .trailerLF:
-            guard c == Byte.lf else { throw .badRequest("bare CR in trailer") }
+            guard c == HTTPByte.lf else { throw .badRequest("bare CR in trailer") }
             state = .trailerLineStart
         case .finalLF:
-            guard c == Byte.lf else { throw .badRequest("bare CR after trailer section") }
+            guard c == HTTPByte.lf else { throw .badRequest("bare CR after trailer section") }
             state = .done
             return true
         case .size, .sizeWhitespace, .extensionBytes, .sizeLF, .dataCR, .dataLF, .done:

@@ -2,7 +2,8 @@
 // the client. Both drop hop-by-hop fields and the fields a `Connection` header nominates
 // (RFC 9110 §7.6.1), never the framing fields or Host (a nominated Content-Length would turn the body
 // into a second request: smuggling). Lines are rebuilt as `name: value CRLF` from the parsed offsets,
-// so OWS is normalized and line endings are always CRLF.
+// so OWS is normalized and line endings are always CRLF. Each head is written into one exactly-sized
+// allocation through `HeadWriter`, whose every write is bounds-checked.
 
 extension HTTPRequestHead {
     /// The head to send upstream, CRLF-terminated, ending with an empty line.
@@ -23,60 +24,67 @@ extension HTTPRequestHead {
     ///
     /// `clientAddress` and `forwardedProto` come from lbd itself and must not contain CR or LF.
     public func upstreamHead(clientAddress: String, forwardedProto: String) -> [UInt8] {
-        let fields = storage.fields
+        var method = method
+        var target = target
+        var host = host
+        var clientAddress = clientAddress
+        var forwardedProto = forwardedProto
         let chunked = framing == .chunked
-        let hostMissing = !fields.contains { $0.kind == .host }
-        return storage.bytes.withUnsafeBufferPointer { buf -> [UInt8] in
-            guard let p = buf.baseAddress else { return [] }
-            let hasConnection = fields.contains { $0.kind == .connection }
-            var out = [UInt8]()
-            out.reserveCapacity(
-                buf.count + method.utf8.count + target.utf8.count + clientAddress.utf8.count
-                    + forwardedProto.utf8.count + host.utf8.count + 96)
-            out.append(contentsOf: method.utf8)
-            out.append(Byte.space)
-            out.append(contentsOf: target.utf8)
-            out.append(contentsOf: " HTTP/1.1\r\n".utf8)
-            var wroteTransferEncoding = false
-            var forwardXFF = true
-            for f in fields {
-                switch f.kind {
-                case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .proxyAuthenticate,
-                    .proxyAuthorization, .expect, .xForwardedProto, .forwardedUnderscored:
-                    continue
-                case .xForwardedFor:
-                    if hasConnection && forwardXFF && isNominated(p, fields, f) { forwardXFF = false }
-                    continue
-                case .transferEncoding:
-                    if chunked && !wroteTransferEncoding {
-                        out.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
-                        wroteTransferEncoding = true
+        return storage.withBytesAndFields { buf, fields in
+            // Each kept field line grows by at most one byte (": " for ":"), the rest is fixed text.
+            let bound =
+                buf.count + fields.count + method.utf8.count + target.utf8.count + host.utf8.count
+                + clientAddress.utf8.count + forwardedProto.utf8.count + 96
+            return HeadWriter.write(capacity: bound) { out in
+                guard let p = buf.baseAddress else { return }
+                let checkNominated = nominatesFields(p, fields)
+                out.write(&method)
+                out.write(HTTPByte.space)
+                out.write(&target)
+                out.write(" HTTP/1.1\r\n")
+                var sawHost = false
+                var wroteTransferEncoding = false
+                var forwardXFF = true
+                for f in fields {
+                    switch f.kind {
+                    case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .proxyAuthenticate,
+                        .proxyAuthorization, .expect, .xForwardedProto, .forwardedUnderscored:
+                        continue
+                    case .xForwardedFor:
+                        if checkNominated && forwardXFF && isNominated(p, fields, f) { forwardXFF = false }
+                        continue
+                    case .transferEncoding:
+                        if chunked && !wroteTransferEncoding {
+                            out.write("Transfer-Encoding: chunked\r\n")
+                            wroteTransferEncoding = true
+                        }
+                        continue
+                    case .host:
+                        sawHost = true
+                    case .contentLength:
+                        break
+                    case .other:
+                        if checkNominated && isNominated(p, fields, f) { continue }
                     }
-                    continue
-                case .host, .contentLength:
-                    break
-                case .other:
-                    if hasConnection && isNominated(p, fields, f) { continue }
+                    out.writeField(p, f)
                 }
-                appendField(&out, buf, f)
-            }
-            if hostMissing {
-                out.append(contentsOf: "Host: ".utf8)
-                out.append(contentsOf: host.utf8)
-                out.append(contentsOf: "\r\n".utf8)
-            }
-            out.append(contentsOf: "X-Forwarded-For: ".utf8)
-            if forwardXFF {
-                for f in fields where f.kind == .xForwardedFor && f.valueEnd > f.valueStart {
-                    out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[Int(f.valueStart)..<Int(f.valueEnd)]))
-                    out.append(contentsOf: ", ".utf8)
+                if !sawHost {
+                    out.write("Host: ")
+                    out.write(&host)
+                    out.write("\r\n")
                 }
+                out.write("X-Forwarded-For: ")
+                if forwardXFF {
+                    for f in fields where f.kind == .xForwardedFor && f.valueEnd > f.valueStart {
+                        out.write(p, Int(f.valueStart), Int(f.valueEnd))
+                        out.write(", ")
+                    }
+                }
+                out.write(&clientAddress)
+                out.write("\r\nX-Forwarded-Proto: ")
+                out.write(&forwardedProto)
+                out.write("\r\n\r\n")
             }
-            out.append(contentsOf: clientAddress.utf8)
-            out.append(contentsOf: "\r\nX-Forwarded-Proto: ".utf8)
-            out.append(contentsOf: forwardedProto.utf8)
-            out.append(contentsOf: "\r\n\r\n".utf8)
-            return out
         }
     }
 }
@@ -100,63 +108,136 @@ extension HTTPResponseHead {
     /// - Final responses: `Connection: close` when `closeAfter` or ``forcesClientClose(clientVersionMinor:)``;
     ///   otherwise `Connection: keep-alive` for an HTTP/1.0 client. Interim (1xx) heads get neither.
     public func clientHead(clientVersionMinor: Int, closeAfter: Bool) -> [UInt8] {
-        let fields = storage.fields
         let keepChunked = clientVersionMinor >= 1 && declaresChunked && !isInterim && status != 204
-        return storage.bytes.withUnsafeBufferPointer { buf -> [UInt8] in
-            guard let p = buf.baseAddress else { return [] }
-            let hasConnection = fields.contains { $0.kind == .connection }
-            var out = [UInt8]()
-            out.reserveCapacity(buf.count + 32)
-            out.append(contentsOf: "HTTP/1.1 ".utf8)
-            out.append(contentsOf: String(status).utf8)
-            out.append(Byte.space)
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[Int(reasonStart)..<Int(reasonEnd)]))
-            out.append(contentsOf: "\r\n".utf8)
-            var wroteTransferEncoding = false
-            for f in fields {
-                switch f.kind {
-                case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .proxyAuthenticate,
-                    .proxyAuthorization:
-                    continue
-                case .transferEncoding:
-                    if keepChunked && !wroteTransferEncoding {
-                        out.append(contentsOf: "Transfer-Encoding: chunked\r\n".utf8)
-                        wroteTransferEncoding = true
+        let close = closeAfter || forcesClientClose(clientVersionMinor: clientVersionMinor)
+        var statusText = String(status)
+        return storage.withBytesAndFields { buf, fields in
+            let bound = buf.count + fields.count + statusText.utf8.count + 64
+            return HeadWriter.write(capacity: bound) { out in
+                guard let p = buf.baseAddress else { return }
+                let checkNominated = nominatesFields(p, fields)
+                out.write("HTTP/1.1 ")
+                out.write(&statusText)
+                out.write(HTTPByte.space)
+                out.write(p, Int(reasonStart), Int(reasonEnd))
+                out.write("\r\n")
+                var wroteTransferEncoding = false
+                for f in fields {
+                    switch f.kind {
+                    case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .proxyAuthenticate,
+                        .proxyAuthorization:
+                        continue
+                    case .transferEncoding:
+                        if keepChunked && !wroteTransferEncoding {
+                            out.write("Transfer-Encoding: chunked\r\n")
+                            wroteTransferEncoding = true
+                        }
+                        continue
+                    case .contentLength:
+                        if hadContentLengthAndChunked { continue }
+                    case .host, .expect, .xForwardedFor, .xForwardedProto, .forwardedUnderscored, .other:
+                        if checkNominated && isNominated(p, fields, f) { continue }
                     }
-                    continue
-                case .contentLength:
-                    if hadContentLengthAndChunked { continue }
-                case .host, .expect, .xForwardedFor, .xForwardedProto, .forwardedUnderscored, .other:
-                    if hasConnection && isNominated(p, fields, f) { continue }
+                    out.writeField(p, f)
                 }
-                appendField(&out, buf, f)
-            }
-            if !isInterim {
-                if closeAfter || forcesClientClose(clientVersionMinor: clientVersionMinor) {
-                    out.append(contentsOf: "Connection: close\r\n".utf8)
-                } else if clientVersionMinor == 0 {
-                    out.append(contentsOf: "Connection: keep-alive\r\n".utf8)
+                if !isInterim {
+                    if close {
+                        out.write("Connection: close\r\n")
+                    } else if clientVersionMinor == 0 {
+                        out.write("Connection: keep-alive\r\n")
+                    }
                 }
+                out.write("\r\n")
             }
-            out.append(contentsOf: "\r\n".utf8)
-            return out
         }
     }
 }
 
-/// Appends `name: value CRLF` for `f`, name as sent, value OWS-trimmed.
-@inline(__always)
-private func appendField(_ out: inout [UInt8], _ buf: UnsafeBufferPointer<UInt8>, _ f: HTTPField) {
-    out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[Int(f.nameStart)..<Int(f.nameEnd)]))
-    out.append(Byte.colon)
-    out.append(Byte.space)
-    out.append(contentsOf: UnsafeBufferPointer(rebasing: buf[Int(f.valueStart)..<Int(f.valueEnd)]))
-    out.append(Byte.cr)
-    out.append(Byte.lf)
+/// Appends to a fixed-capacity buffer. A capacity computed too small traps on the write that would
+/// overflow; it never writes out of bounds.
+private struct HeadWriter {
+    private let base: UnsafeMutablePointer<UInt8>
+    private let capacity: Int
+    private(set) var count = 0
+
+    /// A new array of at most `capacity` bytes, filled by `body`.
+    static func write(capacity: Int, _ body: (inout HeadWriter) -> Void) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            guard let base = buffer.baseAddress else {
+                initialized = 0
+                return
+            }
+            var writer = HeadWriter(base: base, capacity: buffer.count)
+            body(&writer)
+            initialized = writer.count
+        }
+    }
+
+    private init(base: UnsafeMutablePointer<UInt8>, capacity: Int) {
+        self.base = base
+        self.capacity = capacity
+    }
+
+    @inline(__always)
+    mutating func write(_ source: UnsafePointer<UInt8>, _ start: Int, _ end: Int) {
+        let n = end - start
+        precondition(n >= 0 && n <= capacity - count, "head writer overflow")
+        (base + count).initialize(from: source + start, count: n)
+        count += n
+    }
+
+    @inline(__always)
+    mutating func write(_ byte: UInt8) {
+        precondition(count < capacity, "head writer overflow")
+        (base + count).initialize(to: byte)
+        count += 1
+    }
+
+    @inline(__always)
+    mutating func write(_ literal: StaticString) {
+        write(literal.utf8Start, 0, literal.utf8CodeUnitCount)
+    }
+
+    /// `inout` so that `withUTF8` can reach the bytes without copying a native string.
+    @inline(__always)
+    mutating func write(_ string: inout String) {
+        string.withUTF8 { bytes in
+            guard let start = bytes.baseAddress else { return }
+            write(start, 0, bytes.count)
+        }
+    }
+
+    /// `name: value CRLF` for `f`: the name as sent, the value OWS-trimmed.
+    @inline(__always)
+    mutating func writeField(_ p: UnsafePointer<UInt8>, _ f: HTTPField) {
+        write(p, Int(f.nameStart), Int(f.nameEnd))
+        write(HTTPByte.colon)
+        write(HTTPByte.space)
+        write(p, Int(f.valueStart), Int(f.valueEnd))
+        write(HTTPByte.cr)
+        write(HTTPByte.lf)
+    }
+}
+
+/// Whether a `Connection` field lists an option other than `close`, `keep-alive` and `upgrade` (which
+/// name only fields lbd drops anyway): only then must each field be checked with `isNominated`.
+private func nominatesFields(_ p: UnsafePointer<UInt8>, _ fields: UnsafeBufferPointer<HTTPField>) -> Bool {
+    for c in fields where c.kind == .connection {
+        var found = false
+        HTTPHeadScanner.forEachListElement(p, Int(c.valueStart), Int(c.valueEnd)) { s, e in
+            if s < e && !HTTPHeadScanner.equals(p, s, e, "close") && !HTTPHeadScanner.equals(p, s, e, "keep-alive")
+                && !HTTPHeadScanner.equals(p, s, e, "upgrade")
+            {
+                found = true
+            }
+        }
+        if found { return true }
+    }
+    return false
 }
 
 /// Whether some `Connection` field lists `f`'s name among its options (case-insensitive).
-private func isNominated(_ p: UnsafePointer<UInt8>, _ fields: [HTTPField], _ f: HTTPField) -> Bool {
+private func isNominated(_ p: UnsafePointer<UInt8>, _ fields: UnsafeBufferPointer<HTTPField>, _ f: HTTPField) -> Bool {
     for c in fields where c.kind == .connection {
         var found = false
         HTTPHeadScanner.forEachListElement(p, Int(c.valueStart), Int(c.valueEnd)) { s, e in

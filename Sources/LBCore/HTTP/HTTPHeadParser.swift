@@ -1,10 +1,10 @@
 // Scanning shared by the request and response parsers: the end-of-head search, field lines, comma
-// lists and lengths. Everything works on a raw pointer into the caller's buffer and on offsets; the
-// only allocations per head are one byte copy of the head and one field array (see
-// `HTTPHeadStorage`). Grammar: RFC 9112 §2.2 (CRLF only here), §5 (field lines), RFC 9110 §5.5–5.6.
+// lists and lengths. Everything works on a raw pointer into the caller's buffer and on offsets; a
+// complete head costs one heap allocation (`HTTPHeadStorage`), nothing else.
+// Grammar: RFC 9112 §2.2 (CRLF only here), §5 (field lines), RFC 9110 §5.5–5.6.
 
 /// The bytes the scanner compares against.
-enum Byte {
+enum HTTPByte {
     static let tab: UInt8 = 0x09
     static let lf: UInt8 = 0x0A
     static let cr: UInt8 = 0x0D
@@ -15,13 +15,29 @@ enum Byte {
     static let del: UInt8 = 0x7F
 }
 
+/// `1` for the bytes that are tchar, one row per high nibble (0x00–0xFF).
+let httpTokenMap: StaticString = """
+    0000000000000000\
+    0000000000000000\
+    0101111100110110\
+    1111111111000000\
+    0111111111111111\
+    1111111111100011\
+    1111111111111111\
+    1111111111101010\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000\
+    0000000000000000
+    """
+
 extension UInt8 {
-    /// RFC 9110 §5.6.2 tchar: `!#$%&'*+-.^_`|~`, DIGIT, ALPHA (one 128-bit mask, no table load).
-    @inline(__always) var isTokenChar: Bool {
-        if self < 64 { return (0x03FF_6CFA_0000_0000 as UInt64) >> UInt64(self) & 1 != 0 }
-        if self < 128 { return (0x57FF_FFFF_C7FF_FFFE as UInt64) >> UInt64(self &- 64) & 1 != 0 }
-        return false
-    }
+    /// RFC 9110 §5.6.2 tchar: `!#$%&'*+-.^_`|~`, DIGIT, ALPHA. One load from a static byte map.
+    @inline(__always) var isTokenChar: Bool { httpTokenMap.utf8Start[Int(self)] == 0x31 }
 
     /// reg-name, IP-literal and port characters (RFC 3986 §3.2.2): unreserved, sub-delims, `:[]%`.
     @inline(__always) var isHostChar: Bool {
@@ -31,85 +47,10 @@ extension UInt8 {
     }
 
     /// SP or HTAB (RFC 9110 §5.6.3 OWS).
-    @inline(__always) var isOWS: Bool { self == Byte.space || self == Byte.tab }
+    @inline(__always) var isOWS: Bool { self == HTTPByte.space || self == HTTPByte.tab }
 
     /// ASCII lowercase; other bytes unchanged.
     @inline(__always) var asciiLowercased: UInt8 { self &- 0x41 < 26 ? self | 0x20 : self }
-}
-
-/// What lbd needs to know about a field name; decided once, while scanning.
-enum HTTPFieldKind: UInt8, Sendable {
-    case other
-    case contentLength, transferEncoding, host, connection, expect
-    case keepAlive, proxyConnection, te, trailer, upgrade, proxyAuthenticate, proxyAuthorization
-    case xForwardedFor, xForwardedProto
-    /// `X_Forwarded_For`, `x-forwarded_proto`…: collides with a field lbd sets once `_` reads as `-`
-    /// (bad-inputs H25), so requests drop it.
-    case forwardedUnderscored
-
-    /// Fields that describe one connection and never travel past lbd (RFC 9110 §7.6.1, plus the
-    /// legacy `Keep-Alive`, `Proxy-Connection` and the proxy-auth pair).
-    var isHopByHop: Bool {
-        switch self {
-        case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .proxyAuthenticate,
-            .proxyAuthorization:
-            true
-        default: false
-        }
-    }
-}
-
-/// One field line: offsets into the head's byte copy; the value is trimmed of OWS.
-struct HTTPField: Sendable {
-    var nameStart: Int32
-    var nameEnd: Int32
-    var valueStart: Int32
-    var valueEnd: Int32
-    var kind: HTTPFieldKind
-}
-
-/// A head's bytes (request or status line, field lines, final CRLF) and its field offsets.
-struct HTTPHeadStorage: Sendable {
-    var bytes: [UInt8]
-    var fields: [HTTPField]
-
-    func string(_ start: Int32, _ end: Int32) -> String {
-        bytes.withUnsafeBufferPointer { buf in
-            String(decoding: UnsafeBufferPointer(rebasing: buf[Int(start)..<Int(end)]), as: UTF8.self)
-        }
-    }
-
-    /// Field name and value as written, in order; for logs, tests and routing rules.
-    var namesAndValues: [(name: String, value: String)] {
-        fields.map { (string($0.nameStart, $0.nameEnd), string($0.valueStart, $0.valueEnd)) }
-    }
-
-    /// The value of the first field named `name` (compared case-insensitively), or nil.
-    func firstValue(forName name: String) -> String? {
-        let wanted = Array(name.utf8)
-        for f in fields where Int(f.nameEnd - f.nameStart) == wanted.count {
-            var same = true
-            for (k, w) in wanted.enumerated()
-            where bytes[Int(f.nameStart) + k].asciiLowercased != w.asciiLowercased {
-                same = false
-                break
-            }
-            if same { return string(f.valueStart, f.valueEnd) }
-        }
-        return nil
-    }
-
-    /// Copies `count` bytes from `p` into a new array (one allocation, one memcpy).
-    static func copy(_ p: UnsafePointer<UInt8>, count: Int) -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: count) { buf, initialized in
-            guard let base = buf.baseAddress else {
-                initialized = 0
-                return
-            }
-            base.initialize(from: p, count: count)
-            initialized = count
-        }
-    }
 }
 
 /// Where the end-of-head search stopped.
@@ -153,16 +94,16 @@ enum HTTPHeadScanner {
                     continue
                 }
                 i += zeros.trailingZeroBitCount >> 3
-            } else if p[i] != Byte.lf {
+            } else if p[i] != HTTPByte.lf {
                 i += 1
                 continue
             }
             if scan.firstLF < 0 { scan.firstLF = i }
-            if i == from || p[i - 1] != Byte.cr {
+            if i == from || p[i - 1] != HTTPByte.cr {
                 scan.bareLF = i
                 return scan
             }
-            if i - 2 >= from && p[i - 2] == Byte.lf {
+            if i - 2 >= from && p[i - 2] == HTTPByte.lf {
                 scan.end = i + 1
                 return scan
             }
@@ -171,58 +112,92 @@ enum HTTPHeadScanner {
         return scan
     }
 
+    /// Whether `p[n-4..<n]` is CR LF CR LF.
+    @inline(__always)
+    static func endsWithEmptyLine(_ p: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        UInt32(littleEndian: UnsafeRawPointer(p + n - 4).loadUnaligned(as: UInt32.self)) == 0x0A0D_0A0D
+    }
+
+    /// Index of the first LF in `p[from..<to]`, or -1; eight bytes a step.
+    static func firstLF(_ p: UnsafePointer<UInt8>, from: Int, to: Int) -> Int {
+        var i = from
+        while to - i >= 8 {
+            let x = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)) ^ 0x0A0A_0A0A_0A0A_0A0A
+            let zeros = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
+            if zeros != 0 { return i + zeros.trailingZeroBitCount >> 3 }
+            i += 8
+        }
+        while i < to {
+            if p[i] == HTTPByte.lf { return i }
+            i += 1
+        }
+        return -1
+    }
+
     /// Scans field lines from `from` through the empty line ending the head (RFC 9112 §5).
     /// Returns the index past that empty line, or nil if `limit` came first.
     /// Throws 400 for obs-fold, bare CR/LF, a bad or empty name, whitespace before the colon, or
     /// NUL/CTL/DEL in a value; 431 past `maxCount` fields. Values are OWS-trimmed; obs-text passes.
     static func scanFields(
-        _ p: UnsafePointer<UInt8>, from: Int, limit: Int, maxCount: Int, into fields: inout [HTTPField]
+        _ p: UnsafePointer<UInt8>, from: Int, limit: Int, maxCount: Int, into fields: inout HTTPFieldCollector
     ) throws(HTTPError) -> Int? {
+        // The byte before `limit` is always an LF (the head's last or its first bare one). Every
+        // inner loop stops at an LF, so only the line loop needs a bounds check.
+        precondition(from < limit && p[limit - 1] == HTTPByte.lf, "field scan needs an LF-terminated range")
         var i = from
         while i < limit {
             let first = p[i]
-            if first == Byte.cr {
-                guard i + 1 < limit else { return nil }
-                guard p[i + 1] == Byte.lf else { throw .badRequest("bare CR") }
+            if first == HTTPByte.cr {
+                guard p[i + 1] == HTTPByte.lf else { throw .badRequest("bare CR") }
                 return i + 2
             }
-            if first == Byte.lf { throw .badRequest("bare LF") }
+            if first == HTTPByte.lf { throw .badRequest("bare LF") }
             if first.isOWS { throw .badRequest("obs-fold") }
             let nameStart = i
-            while i < limit && p[i].isTokenChar { i += 1 }
-            guard i < limit else { return nil }
-            guard p[i] == Byte.colon else {
+            while p[i].isTokenChar { i += 1 }
+            guard p[i] == HTTPByte.colon else {
                 if p[i].isOWS { throw .badRequest("whitespace in field name") }
-                throw .badRequest(p[i] == Byte.cr || p[i] == Byte.lf ? "field line without colon"
-                                  : "invalid character in field name")
+                if p[i] == HTTPByte.cr || p[i] == HTTPByte.lf { throw .badRequest("field line without colon") }
+                throw .badRequest("invalid character in field name")
             }
             guard i > nameStart else { throw .badRequest("empty field name") }
             let nameEnd = i
             i += 1
-            while i < limit && p[i].isOWS { i += 1 }
+            while p[i].isOWS { i += 1 }
             let valueStart = i
-            while i < limit {
+            // Eight bytes a step while none is a CTL or DEL (obs-text passes), then byte by byte.
+            while limit - i >= 8 {
+                let w = UInt64(littleEndian: UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self))
+                let control = (w &- 0x2020_2020_2020_2020) & ~w & 0x8080_8080_8080_8080
+                let x = w ^ 0x7F7F_7F7F_7F7F_7F7F
+                let del = (x &- 0x0101_0101_0101_0101) & ~x & 0x8080_8080_8080_8080
+                if control | del != 0 { break }
+                i += 8
+            }
+            while true {
                 let v = p[i]
-                if v >= Byte.space {
-                    if v == Byte.del { throw .badRequest("DEL in field value") }
-                } else if v != Byte.tab {
+                if v >= HTTPByte.space {
+                    if v == HTTPByte.del { throw .badRequest("DEL in field value") }
+                } else if v != HTTPByte.tab {
                     break
                 }
                 i += 1
             }
-            guard i + 1 < limit else { return nil }
-            guard p[i] == Byte.cr else {
-                throw .badRequest(p[i] == Byte.lf ? "bare LF" : p[i] == 0 ? "NUL in field value"
-                                  : "control character in field value")
+            switch p[i] {
+            case HTTPByte.cr: break
+            case HTTPByte.lf: throw .badRequest("bare LF")
+            case 0: throw .badRequest("NUL in field value")
+            default: throw .badRequest("control character in field value")
             }
-            guard p[i + 1] == Byte.lf else { throw .badRequest("bare CR") }
+            guard p[i + 1] == HTTPByte.lf else { throw .badRequest("bare CR") }
             var valueEnd = i
             while valueEnd > valueStart && p[valueEnd - 1].isOWS { valueEnd -= 1 }
             guard fields.count < maxCount else { throw .headersTooLarge }
-            fields.append(HTTPField(
-                nameStart: Int32(truncatingIfNeeded: nameStart), nameEnd: Int32(truncatingIfNeeded: nameEnd),
-                valueStart: Int32(truncatingIfNeeded: valueStart), valueEnd: Int32(truncatingIfNeeded: valueEnd),
-                kind: classify(p, nameStart, nameEnd)))
+            fields.append(
+                HTTPField(
+                    nameStart: Int32(truncatingIfNeeded: nameStart), nameEnd: Int32(truncatingIfNeeded: nameEnd),
+                    valueStart: Int32(truncatingIfNeeded: valueStart), valueEnd: Int32(truncatingIfNeeded: valueEnd),
+                    kind: classify(p, nameStart, nameEnd)))
             i += 2
         }
         return nil
@@ -243,6 +218,28 @@ enum HTTPHeadScanner {
         guard aEnd - a == bEnd - b else { return false }
         for k in 0..<(aEnd - a) where p[a + k].asciiLowercased != p[b + k].asciiLowercased { return false }
         return true
+    }
+
+    /// `equals` for field names, eight bytes a step. Exact only because names are tokens and the
+    /// literal holds only lowercase letters and `-`: for a tchar c, `c | 0x20` is a lowercase letter
+    /// only if c is that letter in either case, and is `-` only if c is `-`.
+    @inline(__always)
+    static func equalsName(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int, _ literal: StaticString) -> Bool {
+        let n = literal.utf8CodeUnitCount
+        guard end - start == n else { return false }
+        let name = UnsafeRawPointer(p + start)
+        let l = UnsafeRawPointer(literal.utf8Start)
+        guard n >= 8 else {
+            for k in 0..<n where p[start + k] | 0x20 != l.load(fromByteOffset: k, as: UInt8.self) { return false }
+            return true
+        }
+        var k = 0
+        while true {
+            let a = name.loadUnaligned(fromByteOffset: k, as: UInt64.self) | 0x2020_2020_2020_2020
+            if a != l.loadUnaligned(fromByteOffset: k, as: UInt64.self) { return false }
+            if k == n - 8 { return true }
+            k = Swift.min(k + 8, n - 8)
+        }
     }
 
     /// Like `equals`, with `_` in the input read as `-`; `underscored` tells whether one was.
@@ -268,16 +265,16 @@ enum HTTPHeadScanner {
     static func classify(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) -> HTTPFieldKind {
         let first = p[start].asciiLowercased
         switch end - start {
-        case 2: return equals(p, start, end, "te") ? .te : .other
-        case 4: return equals(p, start, end, "host") ? .host : .other
-        case 6: return equals(p, start, end, "expect") ? .expect : .other
+        case 2: return equalsName(p, start, end, "te") ? .te : .other
+        case 4: return equalsName(p, start, end, "host") ? .host : .other
+        case 6: return equalsName(p, start, end, "expect") ? .expect : .other
         case 7:
-            if first == 0x74 { return equals(p, start, end, "trailer") ? .trailer : .other }
-            return equals(p, start, end, "upgrade") ? .upgrade : .other
+            if first == 0x74 { return equalsName(p, start, end, "trailer") ? .trailer : .other }
+            return equalsName(p, start, end, "upgrade") ? .upgrade : .other
         case 10:
-            if first == 0x63 { return equals(p, start, end, "connection") ? .connection : .other }
-            return equals(p, start, end, "keep-alive") ? .keepAlive : .other
-        case 14: return equals(p, start, end, "content-length") ? .contentLength : .other
+            if first == 0x63 { return equalsName(p, start, end, "connection") ? .connection : .other }
+            return equalsName(p, start, end, "keep-alive") ? .keepAlive : .other
+        case 14: return equalsName(p, start, end, "content-length") ? .contentLength : .other
         case 15:
             guard first == 0x78 else { return .other }
             var underscored = false
@@ -285,18 +282,28 @@ enum HTTPHeadScanner {
                 return .other
             }
             return underscored ? .forwardedUnderscored : .xForwardedFor
-        case 16: return equals(p, start, end, "proxy-connection") ? .proxyConnection : .other
+        case 16: return equalsName(p, start, end, "proxy-connection") ? .proxyConnection : .other
         case 17:
-            if first == 0x74 { return equals(p, start, end, "transfer-encoding") ? .transferEncoding : .other }
+            if first == 0x74 { return equalsName(p, start, end, "transfer-encoding") ? .transferEncoding : .other }
             guard first == 0x78 else { return .other }
             var underscored = false
             guard equalsFoldingUnderscore(p, start, end, "x-forwarded-proto", underscored: &underscored) else {
                 return .other
             }
             return underscored ? .forwardedUnderscored : .xForwardedProto
-        case 18: return equals(p, start, end, "proxy-authenticate") ? .proxyAuthenticate : .other
-        case 19: return equals(p, start, end, "proxy-authorization") ? .proxyAuthorization : .other
+        case 18: return equalsName(p, start, end, "proxy-authenticate") ? .proxyAuthenticate : .other
+        case 19: return equalsName(p, start, end, "proxy-authorization") ? .proxyAuthorization : .other
         default: return .other
+        }
+    }
+
+    /// `p[start..<end]` as a String (invalid UTF-8, possible only in obs-text, becomes U+FFFD). The
+    /// cheapest initializer measured for the short ASCII strings heads are made of.
+    static func string(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) -> String {
+        String(unsafeUninitializedCapacity: end - start) { buffer in
+            guard let base = buffer.baseAddress else { return 0 }
+            base.initialize(from: p + start, count: end - start)
+            return end - start
         }
     }
 
@@ -325,7 +332,7 @@ enum HTTPHeadScanner {
         var i = start
         while true {
             var s = i
-            while i < end && p[i] != Byte.comma { i += 1 }
+            while i < end && p[i] != HTTPByte.comma { i += 1 }
             var e = i
             while s < e && p[s].isOWS { s += 1 }
             while e > s && p[e - 1].isOWS { e -= 1 }

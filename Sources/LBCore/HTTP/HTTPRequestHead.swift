@@ -10,8 +10,8 @@
 public struct HTTPRequestHead: Sendable {
     /// The method as sent, one of GET HEAD POST PUT DELETE OPTIONS PATCH TRACE.
     public var method: String
-    /// The request target as sent: origin-form (`/a?b`), absolute-form (`http://h/a`) or `*`
-    /// (OPTIONS only). Printable ASCII only.
+    /// The request target as sent: origin-form (`/a?b`), absolute-form (`http://h/a`, forwarded as
+    /// is) or `*` (OPTIONS only). Printable ASCII only, no `#` fragment.
     public var target: String
     /// 0 for `HTTP/1.0`, 1 for `HTTP/1.1` and any later `HTTP/1.x` (RFC 9110 §2.5).
     public var versionMinor: Int
@@ -20,8 +20,9 @@ public struct HTTPRequestHead: Sendable {
     /// Whether the client connection may carry another request after this one's response.
     /// HTTP/1.1: unless `Connection: close`; HTTP/1.0: only with `Connection: keep-alive`.
     public var keepAlive: Bool
-    /// `Expect: 100-continue` on an HTTP/1.1 request (HTTP/1.0 expectations are ignored,
-    /// RFC 9110 §10.1.1). lbd never forwards `Expect`; the proxy decides when to send `100 Continue`.
+    /// `Expect: 100-continue` on an HTTP/1.1 request with a body (HTTP/1.0 expectations and those on
+    /// bodiless requests are ignored, RFC 9110 §10.1.1). lbd never forwards `Expect`; the proxy decides
+    /// when to send `100 Continue`.
     public var expectContinue: Bool
     /// The `Host` value, or the absolute-form authority of an HTTP/1.0 request without `Host`;
     /// "" for HTTP/1.0 without either. Only reg-name, IP-literal and port characters.
@@ -67,25 +68,35 @@ public enum HTTPRequestParser {
         let n = bytes.count
         let maxHead = min(max(limits.maxHeaderBytes, 0), HTTPHeadScanner.maxHeadBytes)
         var start = 0
-        while start < n && p[start] == Byte.cr {
+        while start < n && p[start] == HTTPByte.cr {
             guard start + 1 < n else { return start + 1 >= maxHead ? .failed(.headersTooLarge) : .incomplete }
-            guard p[start + 1] == Byte.lf else { return .failed(.badRequest("bare CR")) }
+            guard p[start + 1] == HTTPByte.lf else { return .failed(.badRequest("bare CR")) }
             start += 2
         }
         if start >= maxHead { return .failed(.headersTooLarge) }
         if start == n { return .incomplete }
-        if p[start] == Byte.lf { return .failed(.badRequest("bare LF")) }
+        if p[start] == HTTPByte.lf { return .failed(.badRequest("bare LF")) }
 
         let scanTo = min(n, maxHead)
-        let scan = HTTPHeadScanner.scanForHeadEnd(p, from: start, to: scanTo)
-        guard scan.firstLF >= 0 else {
-            var lineSoFar = scanTo - start
-            if scanTo == n && p[n - 1] == Byte.cr { lineSoFar -= 1 }
-            if lineSoFar > limits.maxRequestLine { return .failed(.uriTooLong) }
-            return n >= maxHead ? .failed(.headersTooLarge) : .incomplete
-        }
-        if scan.firstLF - 1 - start > limits.maxRequestLine { return .failed(.uriTooLong) }
         do throws(HTTPError) {
+            // One pass when the buffer ends with CRLF CRLF (a client that sent one whole request):
+            // then the head surely ends at its first empty line, or is bad before it.
+            if scanTo == n && n - start >= 4 && HTTPHeadScanner.endsWithEmptyLine(p, n) {
+                let lineScanEnd = limits.maxRequestLine < n - start - 2 ? start + limits.maxRequestLine + 2 : n
+                let lf = HTTPHeadScanner.firstLF(p, from: start, to: lineScanEnd)
+                guard lf >= 0, lf - 1 - start <= limits.maxRequestLine else { return .failed(.uriTooLong) }
+                if let head = try parseHead(p, start: start, firstLF: lf, limit: n, limits: limits) {
+                    return .complete(head)
+                }
+            }
+            let scan = HTTPHeadScanner.scanForHeadEnd(p, from: start, to: scanTo)
+            guard scan.firstLF >= 0 else {
+                var lineSoFar = scanTo - start
+                if scanTo == n && p[n - 1] == HTTPByte.cr { lineSoFar -= 1 }
+                if lineSoFar > limits.maxRequestLine { return .failed(.uriTooLong) }
+                return n >= maxHead ? .failed(.headersTooLarge) : .incomplete
+            }
+            if scan.firstLF - 1 - start > limits.maxRequestLine { return .failed(.uriTooLong) }
             if scan.end < 0 && scan.bareLF < 0 {
                 if n >= maxHead { return .failed(.headersTooLarge) }
                 _ = try requestLine(p, start, scan.firstLF)
@@ -115,20 +126,22 @@ public enum HTTPRequestParser {
     /// Order of verdicts: syntax (400), the h2 preface (400), version (505), method (405, 501),
     /// target form (400).
     static func requestLine(_ p: UnsafePointer<UInt8>, _ start: Int, _ lf: Int) throws(HTTPError) -> RequestLine {
-        guard lf > start, p[lf - 1] == Byte.cr else { throw .badRequest("bare LF") }
+        guard lf > start, p[lf - 1] == HTTPByte.cr else { throw .badRequest("bare LF") }
         let lineEnd = lf - 1
         var i = start
         while i < lineEnd && p[i].isTokenChar { i += 1 }
         let methodEnd = i
         guard i < lineEnd else { throw .badRequest("request line without target") }
-        guard methodEnd > start, p[i] == Byte.space else { throw .badRequest("invalid method") }
+        guard methodEnd > start, p[i] == HTTPByte.space else { throw .badRequest("invalid method") }
         i += 1
         let targetStart = i
-        while i < lineEnd && p[i] > Byte.space && p[i] < Byte.del { i += 1 }
+        while i < lineEnd && p[i] > HTTPByte.space && p[i] < HTTPByte.del && p[i] != 0x23 { i += 1 }
         let targetEnd = i
         guard targetEnd > targetStart else { throw .badRequest("empty request target") }
         guard i < lineEnd else { throw .badRequest("request line without HTTP version") }
-        guard p[i] == Byte.space else { throw .badRequest("invalid character in request target") }
+        guard p[i] == HTTPByte.space else {
+            throw .badRequest(p[i] == 0x23 ? "fragment in request target" : "invalid character in request target")
+        }
         i += 1
         if same(p, start, methodEnd, "PRI") { throw .badRequest("HTTP/2 connection preface") }
         guard lineEnd - i == 8, same(p, i, i + 5, "HTTP/"), p[i + 5] &- 0x30 < 10, p[i + 6] == 0x2E,
@@ -202,12 +215,22 @@ public enum HTTPRequestParser {
         _ p: UnsafePointer<UInt8>, start: Int, firstLF: Int, limit: Int, limits: HTTPLimits
     ) throws(HTTPError) -> HTTPRequestHead? {
         let line = try requestLine(p, start, firstLF)
-        var fields = [HTTPField]()
-        fields.reserveCapacity(16)
-        guard let end = try HTTPHeadScanner.scanFields(
-            p, from: firstLF + 1, limit: limit, maxCount: limits.maxHeaderCount, into: &fields)
-        else { return nil }
+        return try withUnsafeTemporaryAllocation(of: HTTPField.self, capacity: HTTPFieldCollector.inlineCapacity) {
+            space throws(HTTPError) -> HTTPRequestHead? in
+            var collector = HTTPFieldCollector(space)
+            defer { collector.deallocate() }
+            guard
+                let end = try HTTPHeadScanner.scanFields(
+                    p, from: firstLF + 1, limit: limit, maxCount: limits.maxHeaderCount, into: &collector)
+            else { return nil }
+            return try makeHead(p, line, collector.fields, end)
+        }
+    }
 
+    /// Applies the field semantics (framing, Host, Connection, Expect) and copies the head out.
+    static func makeHead(
+        _ p: UnsafePointer<UInt8>, _ line: RequestLine, _ fields: UnsafeBufferPointer<HTTPField>, _ end: Int
+    ) throws(HTTPError) -> HTTPRequestHead {
         var contentLength: UInt64?
         var codings = TransferCodings()
         var sawTransferEncoding = false
@@ -260,8 +283,9 @@ public enum HTTPRequestParser {
         var host = ""
         if let hostField {
             if line.authorityStart >= 0 {
-                guard HTTPHeadScanner.equalRanges(
-                    p, Int(hostField.valueStart), Int(hostField.valueEnd), line.authorityStart, line.authorityEnd)
+                guard
+                    HTTPHeadScanner.equalRanges(
+                        p, Int(hostField.valueStart), Int(hostField.valueEnd), line.authorityStart, line.authorityEnd)
                 else { throw .badRequest("Host differs from target authority") }
             }
             host = string(p, Int(hostField.valueStart), Int(hostField.valueEnd))
@@ -275,11 +299,13 @@ public enum HTTPRequestParser {
             method: line.method, target: string(p, line.targetStart, line.targetEnd),
             versionMinor: line.versionMinor, framing: framing,
             keepAlive: line.versionMinor == 1 ? !close : keepAliveOption && !close,
-            expectContinue: expectContinue && line.versionMinor == 1, host: host, headLength: end,
-            storage: HTTPHeadStorage(bytes: HTTPHeadStorage.copy(p, count: end), fields: fields))
+            expectContinue: expectContinue && line.versionMinor == 1 && framing != .none
+                && framing != .contentLength(0),
+            host: host, headLength: end,
+            storage: HTTPHeadStorage(copying: p, count: end, fields: fields))
     }
 
     static func string(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) -> String {
-        String(decoding: UnsafeBufferPointer(start: p + start, count: end - start), as: UTF8.self)
+        HTTPHeadScanner.string(p, start, end)
     }
 }

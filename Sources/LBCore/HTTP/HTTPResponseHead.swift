@@ -96,9 +96,9 @@ public enum HTTPResponseParser {
     /// `HTTP/1.x SP 3DIGIT SP reason-phrase CRLF` ending at the LF at `lf` (RFC 9112 §4). Also accepts
     /// `HTTP/1.1 200` without the SP before an empty reason, as HAProxy and nginx do.
     static func statusLine(_ p: UnsafePointer<UInt8>, _ lf: Int) throws(HTTPError) -> StatusLine {
-        guard lf > 0, p[lf - 1] == Byte.cr else { throw .badRequest("bare LF") }
+        guard lf > 0, p[lf - 1] == HTTPByte.cr else { throw .badRequest("bare LF") }
         let lineEnd = lf - 1
-        guard lineEnd >= 12, p[5] == 0x31, p[6] == 0x2E, p[7] &- 0x30 < 10, p[8] == Byte.space
+        guard lineEnd >= 12, p[5] == 0x31, p[6] == 0x2E, p[7] &- 0x30 < 10, p[8] == HTTPByte.space
         else { throw .badRequest("invalid status line") }
         let d0 = p[9] &- 0x30
         let d1 = p[10] &- 0x30
@@ -108,10 +108,13 @@ public enum HTTPResponseParser {
         guard status != 101 else { throw .badRequest("unexpected 101 Switching Protocols") }
         var reasonStart = lineEnd
         if lineEnd > 12 {
-            guard p[12] == Byte.space else { throw .badRequest("invalid status line") }
+            guard p[12] == HTTPByte.space else { throw .badRequest("invalid status line") }
             reasonStart = 13
-            for k in reasonStart..<lineEnd where p[k] == Byte.del || (p[k] < Byte.space && p[k] != Byte.tab) {
-                throw .badRequest("control character in reason phrase")
+            for k in reasonStart..<lineEnd {
+                let c = p[k]
+                if c == HTTPByte.del || (c < HTTPByte.space && c != HTTPByte.tab) {
+                    throw .badRequest("control character in reason phrase")
+                }
             }
         }
         return StatusLine(
@@ -123,12 +126,23 @@ public enum HTTPResponseParser {
         _ p: UnsafePointer<UInt8>, firstLF: Int, limit: Int, requestWasHEAD: Bool
     ) throws(HTTPError) -> HTTPResponseHead? {
         let line = try statusLine(p, firstLF)
-        var fields = [HTTPField]()
-        fields.reserveCapacity(16)
-        guard let end = try HTTPHeadScanner.scanFields(
-            p, from: firstLF + 1, limit: limit, maxCount: maxFieldCount, into: &fields)
-        else { return nil }
+        return try withUnsafeTemporaryAllocation(of: HTTPField.self, capacity: HTTPFieldCollector.inlineCapacity) {
+            space throws(HTTPError) -> HTTPResponseHead? in
+            var collector = HTTPFieldCollector(space)
+            defer { collector.deallocate() }
+            guard
+                let end = try HTTPHeadScanner.scanFields(
+                    p, from: firstLF + 1, limit: limit, maxCount: maxFieldCount, into: &collector)
+            else { return nil }
+            return try makeHead(p, line, collector.fields, end, requestWasHEAD: requestWasHEAD)
+        }
+    }
 
+    /// Applies the field semantics (framing, Connection) and copies the head out.
+    static func makeHead(
+        _ p: UnsafePointer<UInt8>, _ line: StatusLine, _ fields: UnsafeBufferPointer<HTTPField>, _ end: Int,
+        requestWasHEAD: Bool
+    ) throws(HTTPError) -> HTTPResponseHead {
         var contentLength: UInt64?
         var codings = TransferCodings()
         var sawTransferEncoding = false
@@ -182,6 +196,6 @@ public enum HTTPResponseParser {
             isInterim: isInterim, headLength: end, reasonStart: Int32(truncatingIfNeeded: line.reasonStart),
             reasonEnd: Int32(truncatingIfNeeded: line.reasonEnd), declaresChunked: sawTransferEncoding,
             hadContentLengthAndChunked: bothLengths,
-            storage: HTTPHeadStorage(bytes: HTTPHeadStorage.copy(p, count: end), fields: fields))
+            storage: HTTPHeadStorage(copying: p, count: end, fields: fields))
     }
 }
