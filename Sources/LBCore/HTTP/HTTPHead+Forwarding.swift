@@ -24,18 +24,26 @@ extension HTTPRequestHead {
     ///
     /// `clientAddress` and `forwardedProto` come from lbd itself and must not contain CR or LF.
     public func upstreamHead(clientAddress: String, forwardedProto: String) -> [UInt8] {
+        var sink = ArrayHeadSink()
+        writeUpstreamHead(clientAddress: clientAddress, forwardedProto: forwardedProto, to: &sink)
+        return sink.bytes
+    }
+
+    /// ``upstreamHead(clientAddress:forwardedProto:)`` written through `sink` (e.g. straight into an
+    /// evbuffer's reserved space, with no intermediate array).
+    public func writeUpstreamHead<Sink: HeadSink>(clientAddress: String, forwardedProto: String, to sink: inout Sink) {
         var method = method
         var target = target
         var host = host
         var clientAddress = clientAddress
         var forwardedProto = forwardedProto
         let chunked = framing == .chunked
-        return storage.withBytesAndFields { buf, fields in
+        storage.withBytesAndFields { buf, fields in
             // Each kept field line grows by at most one byte (": " for ":"), the rest is fixed text.
             let bound =
                 buf.count + fields.count + method.utf8.count + target.utf8.count + host.utf8.count
                 + clientAddress.utf8.count + forwardedProto.utf8.count + 96
-            return HeadWriter.write(capacity: bound) { out in
+            HeadWriter.write(capacity: bound, to: &sink) { out in
                 guard let p = buf.baseAddress else { return }
                 let checkNominated = nominatesFields(p, fields)
                 out.write(&method)
@@ -108,12 +116,19 @@ extension HTTPResponseHead {
     /// - Final responses: `Connection: close` when `closeAfter` or ``forcesClientClose(clientVersionMinor:)``;
     ///   otherwise `Connection: keep-alive` for an HTTP/1.0 client. Interim (1xx) heads get neither.
     public func clientHead(clientVersionMinor: Int, closeAfter: Bool) -> [UInt8] {
+        var sink = ArrayHeadSink()
+        writeClientHead(clientVersionMinor: clientVersionMinor, closeAfter: closeAfter, to: &sink)
+        return sink.bytes
+    }
+
+    /// ``clientHead(clientVersionMinor:closeAfter:)`` written through `sink`.
+    public func writeClientHead<Sink: HeadSink>(clientVersionMinor: Int, closeAfter: Bool, to sink: inout Sink) {
         let keepChunked = clientVersionMinor >= 1 && declaresChunked && !isInterim && status != 204
         let close = closeAfter || forcesClientClose(clientVersionMinor: clientVersionMinor)
         var statusText = String(status)
-        return storage.withBytesAndFields { buf, fields in
+        storage.withBytesAndFields { buf, fields in
             let bound = buf.count + fields.count + statusText.utf8.count + 64
-            return HeadWriter.write(capacity: bound) { out in
+            HeadWriter.write(capacity: bound, to: &sink) { out in
                 guard let p = buf.baseAddress else { return }
                 let checkNominated = nominatesFields(p, fields)
                 out.write("HTTP/1.1 ")
@@ -153,6 +168,24 @@ extension HTTPResponseHead {
     }
 }
 
+/// Where a serialized head goes. `write` is called once with the most bytes the head can take; the
+/// sink provides at least that many writable bytes, calls `fill` on them and keeps the number of
+/// bytes `fill` returns. The proxy's sink writes straight into an evbuffer's reserved space.
+public protocol HeadSink {
+    mutating func write(capacity: Int, _ fill: (UnsafeMutablePointer<UInt8>) -> Int)
+}
+
+/// Collects a head into a new array (tests, and callers that want the bytes).
+public struct ArrayHeadSink: HeadSink {
+    public private(set) var bytes: [UInt8] = []
+    public init() {}
+    public mutating func write(capacity: Int, _ fill: (UnsafeMutablePointer<UInt8>) -> Int) {
+        bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            initialized = buffer.baseAddress.map { fill($0) } ?? 0
+        }
+    }
+}
+
 /// Appends to a fixed-capacity buffer. A capacity computed too small traps on the write that would
 /// overflow; it never writes out of bounds.
 private struct HeadWriter {
@@ -160,16 +193,12 @@ private struct HeadWriter {
     private let capacity: Int
     private(set) var count = 0
 
-    /// A new array of at most `capacity` bytes, filled by `body`.
-    static func write(capacity: Int, _ body: (inout HeadWriter) -> Void) -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: capacity) { buffer, initialized in
-            guard let base = buffer.baseAddress else {
-                initialized = 0
-                return
-            }
-            var writer = HeadWriter(base: base, capacity: buffer.count)
+    /// Writes at most `capacity` bytes through `sink`, filled by `body`.
+    static func write<Sink: HeadSink>(capacity: Int, to sink: inout Sink, _ body: (inout HeadWriter) -> Void) {
+        sink.write(capacity: capacity) { base in
+            var writer = HeadWriter(base: base, capacity: capacity)
             body(&writer)
-            initialized = writer.count
+            return writer.count
         }
     }
 

@@ -2,9 +2,10 @@
 //
 // Why not bufferevents: a libevent 2.1 socket bufferevent spends five syscalls per forwarded chunk
 // (ioctl FIONREAD, readv, writev and two epoll_ctl as write interest goes on and off;
-// notes/libevent-swift.md section 10). Here a read is one `readv` into reserved evbuffer space, a
-// write is tried at once with `evbuffer_write` and the write event is armed only when the kernel
-// would block, so a keep-alive request costs one syscall per direction on each side.
+// notes/libevent-swift.md section 10). Here a read is one `recv`/`recvmsg` into reserved evbuffer
+// space, a write is tried at once with `send`/`sendmsg` over the buffer's chains and the write
+// event is armed only when the kernel would block, so a keep-alive request costs one syscall per
+// direction on each side (the socket calls also skip readv/writev's VFS file-position locking).
 //
 // Threading: an Endpoint lives on one worker loop and is touched only from that loop's thread.
 // Ownership: the session (or a worker's idle pool) holds the Endpoint strongly; libevent holds an
@@ -124,13 +125,13 @@ final class Endpoint {
 
     private func writeNow() -> Int32? {
         while evbuffer_get_length(output) > 0 {
-            let n = evbuffer_write(output, fd)
+            let n = sendOnce()
             if n > 0 {
+                evbuffer_drain(output, n)
                 bytesWritten &+= UInt64(n)
                 continue
             }
             let e = errno
-            if n < 0 && e == EINTR { continue }
             if n < 0 && (e == EAGAIN || e == EWOULDBLOCK) {
                 armWrite()
                 return nil
@@ -141,6 +142,25 @@ final class Endpoint {
         return nil
     }
 
+    /// One `sendmsg` of up to 16 chains of `output`, without draining it. Socket calls
+    /// (send/recv families) skip the VFS file-position locking that writev/readv pay on every call.
+    private func sendOnce() -> Int {
+        var vecs = (iovec(), iovec(), iovec(), iovec(), iovec(), iovec(), iovec(), iovec(),
+                    iovec(), iovec(), iovec(), iovec(), iovec(), iovec(), iovec(), iovec())
+        return withUnsafeMutableBytes(of: &vecs) { raw in
+            let v = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
+            let count = min(16, Int(evbuffer_peek(output, -1, nil, v, 16)))
+            let flags = Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)
+            if count == 1 {
+                return retryingEINTR { send(fd, v[0].iov_base, v[0].iov_len, flags) }
+            }
+            var msg = msghdr()
+            msg.msg_iov = v
+            msg.msg_iovlen = count
+            return retryingEINTR { sendmsg(fd, &msg, flags) }
+        }
+    }
+
     /// Sends FIN once `output` is empty (call again after a drain).
     func shutdownWriteWhenFlushed() {
         guard !isClosed, !didShutdownWrite, outputLength == 0, !isConnecting else { return }
@@ -148,7 +168,7 @@ final class Endpoint {
         _ = shutdown(fd, Int32(SHUT_WR))
     }
 
-    /// Reads once into reserved space at the end of `input`. Returns bytes read, 0 on EOF,
+    /// Reads once (recv/recvmsg) into reserved space at the end of `input`. Returns bytes read, 0 on EOF,
     /// -1 would-block, or -2 with the errno in `lastErrno`.
     private func readOnce() -> Int {
         // libevent defines evbuffer_iovec as struct iovec, so the reserved vectors go to readv as is.
@@ -160,7 +180,15 @@ final class Endpoint {
                 lastErrno = ENOMEM
                 return -2
             }
-            let r = retryingEINTR { readv(fd, v, count) }
+            let r: Int
+            if count == 1 {
+                r = retryingEINTR { recv(fd, v[0].iov_base, v[0].iov_len, Int32(MSG_DONTWAIT)) }
+            } else {
+                var msg = msghdr()
+                msg.msg_iov = v
+                msg.msg_iovlen = Int(count)
+                r = retryingEINTR { recvmsg(fd, &msg, Int32(MSG_DONTWAIT)) }
+            }
             if r <= 0 {
                 lastErrno = errno
                 evbuffer_commit_space(input, v, 0)
@@ -232,5 +260,17 @@ final class Endpoint {
             return
         }
         if !isWriteArmed { delegate?.endpointDidDrain(self) }
+    }
+}
+
+/// Writes a head straight into an evbuffer's reserved space: no intermediate array, no copy.
+struct EvbufferHeadSink: HeadSink {
+    let buffer: OpaquePointer
+    init(_ buffer: OpaquePointer) { self.buffer = buffer }
+    mutating func write(capacity: Int, _ fill: (UnsafeMutablePointer<UInt8>) -> Int) {
+        var vec = iovec()
+        guard evbuffer_reserve_space(buffer, capacity, &vec, 1) == 1, let base = vec.iov_base else { return }
+        vec.iov_len = fill(base.assumingMemoryBound(to: UInt8.self))
+        evbuffer_commit_space(buffer, &vec, 1)
     }
 }

@@ -26,7 +26,8 @@ final class HTTPSession: Session, EndpointDelegate {
     }
     private enum Deadline { case head, idle, connect, response, linger }
 
-    unowned let worker: Worker
+    // unowned(unsafe): the worker outlives every session and listener it owns (it frees them first).
+    unowned(unsafe) let worker: Worker
     let listener: WorkerListener
     let client: Endpoint
     let clientAddress: String
@@ -34,11 +35,10 @@ final class HTTPSession: Session, EndpointDelegate {
     private var phase = Phase.head
     private var deadline = Deadline.head
     private var limits: HTTPLimits { worker.config.limits }
-    private var timeouts: TimeoutsConfig { worker.config.timeouts }
+    private var timeouts: DeadlineTimevals { worker.shared.deadlines }
 
     // The request in progress.
     private var request: HTTPRequestHead?
-    private var upstreamHead: [UInt8] = []
     private var requestBody = BodyState.done
     private var requestStartNanos: UInt64 = 0
     private var excluded: [Int] = []
@@ -82,10 +82,10 @@ final class HTTPSession: Session, EndpointDelegate {
 
     // MARK: timers
 
-    private func arm(_ kind: Deadline, _ after: Duration) {
+    private func arm(_ kind: Deadline, _ after: timeval) {
         deadline = kind
         guard let t = timer else { return }
-        var tv = after.timeval
+        var tv = after
         event_add(t, &tv)
     }
 
@@ -210,7 +210,6 @@ final class HTTPSession: Session, EndpointDelegate {
         request = head
         requestStartNanos = monotonicNanos()
         requestBody = BodyState(head.framing, maxChunkExtension: limits.maxChunkExtension)
-        upstreamHead = head.upstreamHead(clientAddress: clientAddress, forwardedProto: "http")
         excluded.removeAll(keepingCapacity: true)
         attempts = 0
         exhaustedStatus = 503
@@ -287,7 +286,8 @@ final class HTTPSession: Session, EndpointDelegate {
     private func sendRequestHead() {
         guard let up = upstream, let req = request else { return }
         phase = .forwarding
-        up.append(upstreamHead)
+        var sink = EvbufferHeadSink(up.output)
+        req.writeUpstreamHead(clientAddress: clientAddress, forwardedProto: "http", to: &sink)
         if req.expectContinue && !requestBody.isDone && req.versionMinor >= 1 {
             client.append("HTTP/1.1 100 Continue\r\n\r\n")
             if client.flush() != nil { finish(); return }
@@ -370,7 +370,8 @@ final class HTTPSession: Session, EndpointDelegate {
         if head.framing == .untilClose || (head.framing == .chunked && req.versionMinor == 0) {
             closeAfterResponse = true
         }
-        client.append(head.clientHead(clientVersionMinor: req.versionMinor, closeAfter: closeAfterResponse))
+        var sink = EvbufferHeadSink(client.output)
+        head.writeClientHead(clientVersionMinor: req.versionMinor, closeAfter: closeAfterResponse, to: &sink)
         responseBody = BodyState(head.framing, maxChunkExtension: limits.maxChunkExtension)
         pumpResponse(up)
     }
@@ -407,7 +408,6 @@ final class HTTPSession: Session, EndpointDelegate {
         requestsServed += 1
         request = nil
         response = nil
-        upstreamHead = []
         if closeAfterResponse || !requestBody.isDone || client.isEOF {
             startClosing()
             return
@@ -496,7 +496,7 @@ final class HTTPSession: Session, EndpointDelegate {
             return
         }
         if client.outputLength == 0 { lingerAfterFlush() }
-        arm(.linger, .seconds(2))
+        arm(.linger, timeouts.linger)
         updateInterest()
     }
 

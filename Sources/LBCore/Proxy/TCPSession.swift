@@ -10,7 +10,8 @@ import CLibevent
 import Logging
 
 final class TCPSession: Session, EndpointDelegate {
-    unowned let worker: Worker
+    // unowned(unsafe): the worker outlives every session and listener it owns (it frees them first).
+    unowned(unsafe) let worker: Worker
     let listener: WorkerListener
     let client: Endpoint
     let clientAddress: String
@@ -21,7 +22,7 @@ final class TCPSession: Session, EndpointDelegate {
     private var attempts = 0
     private var closed = false
     private var connected = false
-    private var timeouts: TimeoutsConfig { worker.config.timeouts }
+    private var timeouts: DeadlineTimevals { worker.shared.deadlines }
 
     init(worker: Worker, listener: WorkerListener, fd: Int32, clientAddress: String) {
         self.worker = worker
@@ -40,9 +41,9 @@ final class TCPSession: Session, EndpointDelegate {
     /// TCP sessions carry no request boundary: they run on until they end or the grace expires.
     func beginDrain() {}
 
-    private func arm(_ after: Duration) {
+    private func arm(_ after: timeval) {
         guard let t = timer else { return }
-        var tv = after.timeval
+        var tv = after
         event_add(t, &tv)
     }
 

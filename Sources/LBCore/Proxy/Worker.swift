@@ -26,6 +26,8 @@ final class ServerShared: Sendable {
     let listenerOpen: [Counter]
     let logger: Logger
     let accessLogger: Logger?
+    /// The configured deadlines as `timeval`s, converted once rather than on every timer arm.
+    let deadlines: DeadlineTimevals
 
     init(config: LBConfig, store: SnapshotStore, logger: Logger, accessLogger: Logger?) {
         self.config = config
@@ -33,6 +35,27 @@ final class ServerShared: Sendable {
         self.logger = logger
         self.accessLogger = accessLogger
         listenerOpen = config.listeners.map { _ in Counter() }
+        deadlines = DeadlineTimevals(config.timeouts)
+    }
+}
+
+/// `TimeoutsConfig` as `timeval`s for `event_add`.
+struct DeadlineTimevals: Sendable {
+    let clientHead: timeval
+    let clientIdle: timeval
+    let backendConnect: timeval
+    let backendResponse: timeval
+    let tcpIdle: timeval
+    /// How long a closing client connection is read and discarded after lbd's FIN.
+    let linger: timeval
+
+    init(_ t: TimeoutsConfig) {
+        clientHead = t.clientHead.timeval
+        clientIdle = t.clientIdle.timeval
+        backendConnect = t.backendConnect.timeval
+        backendResponse = t.backendResponse.timeval
+        tcpIdle = t.tcpIdle.timeval
+        linger = Duration.seconds(2).timeval
     }
 }
 
@@ -47,7 +70,8 @@ final class Counter: Sendable {
 
 /// One listener bound on one worker; libevent's context for accepts.
 final class WorkerListener {
-    unowned let worker: Worker
+    // unowned(unsafe): the worker outlives every session and listener it owns (it frees them first).
+    unowned(unsafe) let worker: Worker
     let index: Int
     let config: ListenerConfig
     let poolIndex: Int
