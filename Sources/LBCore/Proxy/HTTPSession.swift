@@ -49,6 +49,7 @@ final class HTTPSession: Session, EndpointDelegate {
     private var closeAfterResponse = false
     private var requestsServed = 0
     private var waitingForFirstByte = true
+    private var lingering = true
 
     // The upstream side.
     private var upstream: Endpoint?
@@ -409,7 +410,7 @@ final class HTTPSession: Session, EndpointDelegate {
         request = nil
         response = nil
         if closeAfterResponse || !requestBody.isDone || client.isEOF {
-            startClosing()
+            startClosing(linger: !requestBody.isDone || client.inputLength > 0)
             return
         }
         phase = .head
@@ -476,8 +477,10 @@ final class HTTPSession: Session, EndpointDelegate {
         if let req = request { accessLog(req, status: status, note: log) }
         releaseUpstream(reuse: false)
         let body = "\(status) \(reason)\n"
+        // RFC 9110 §15.5.6: a 405 lists the methods the target supports.
+        let allow = status == 405 ? "Allow: GET, HEAD, POST, PUT, DELETE, OPTIONS, PATCH, TRACE\r\n" : ""
         let text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\n"
-            + "Connection: close\r\n\r\n" + body
+            + allow + "Connection: close\r\n\r\n" + body
         client.append(Array(text.utf8))
         if request == nil {
             worker.shared.logger.info(
@@ -486,10 +489,13 @@ final class HTTPSession: Session, EndpointDelegate {
         startClosing()
     }
 
-    /// Flushes what is queued for the client, sends FIN, and discards input until the client
-    /// closes or the linger deadline passes (so the response is not destroyed by an RST).
-    private func startClosing() {
+    /// Flushes what is queued for the client, then closes. With `linger` (after an error, or when
+    /// the client sent more than lbd will answer) it sends FIN and discards input until the client
+    /// closes or the linger deadline passes, so unread bytes cannot turn the close into an RST that
+    /// destroys the response; after a clean last response it closes as soon as the output is out.
+    private func startClosing(linger: Bool = true) {
         phase = .closing
+        lingering = linger
         releaseUpstream(reuse: false)
         if client.flush() != nil {
             finish()
@@ -501,6 +507,10 @@ final class HTTPSession: Session, EndpointDelegate {
     }
 
     private func lingerAfterFlush() {
+        guard lingering else {
+            finish()
+            return
+        }
         client.shutdownWriteWhenFlushed()
         if client.isEOF { finish() }
     }
