@@ -72,6 +72,34 @@ public struct PoolConfig: Sendable, Hashable {
     /// In the order written in the file.
     public var groups: [GroupConfig]
     public var health: HealthConfig?
+    /// Ejection from live traffic (always on; these are the defaults).
+    public var passive = PassiveConfig()
+    /// A backend coming (back) up ramps from 10% of its weight to all of it over this; 0 = off.
+    public var slowStart: Duration = .zero
+    /// Retries in flight may be at most this share of requests in flight (at least 3).
+    public var retryBudget = Share(basisPoints: 2000)
+}
+
+/// `pools.NAME.passive`: outlier ejection from live traffic. A connect failure ejects at once;
+/// resets and EOFs before a response (and 5xx with `on_5xx`) count towards `failures`.
+public struct PassiveConfig: Sendable, Hashable {
+    public enum Backoff: String, Sendable, Hashable, CaseIterable {
+        case constant
+        case exponential
+        case fibonacci
+    }
+    /// Consecutive failures that eject (1...100).
+    public var failures: Int = 3
+    /// First ejection's length.
+    public var ejection: Duration = .seconds(5)
+    /// Longest ejection.
+    public var maxEjection: Duration = .seconds(60)
+    public var backoff: Backoff = .exponential
+    /// This long without an ejection resets the backoff.
+    public var resetAfter: Duration = .seconds(60)
+    /// Whether 5xx responses count as failures.
+    public var on5xx = false
+    public init() {}
 }
 
 public enum ListenerMode: String, Sendable, Hashable {

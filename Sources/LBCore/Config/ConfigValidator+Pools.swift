@@ -24,9 +24,36 @@ extension ConfigValidator {
         let retries = int(raw.retries, at: path.key("retries"), in: Self.retriesRange, default: 2)
         let groups = validateGroups(raw.groups, at: path.key("groups"), resolverNames: resolverNames)
         let health = raw.health.map { validateHealth($0, at: path.key("health")) }
-        return PoolConfig(
+        var pool = PoolConfig(
             name: entry.name, balance: balance ?? .roundRobin, maxUnhealthy: maxUnhealthy ?? Self.defaultMaxUnhealthy,
             retries: retries ?? 2, groups: groups, health: health)
+        if let rawPassive = raw.passive { pool.passive = validatePassive(rawPassive, at: path.key("passive")) }
+        if let text = raw.slowStart, parseDuration(text) != .zero,  // `0s` means off
+            let d = duration(text, at: path.key("slow_start"), default: .zero)
+        {
+            pool.slowStart = d
+        }
+        if let text = raw.retryBudget, let budget = share(text, at: path.key("retry_budget")) {
+            pool.retryBudget = budget
+        }
+        return pool
+    }
+
+    private mutating func validatePassive(_ raw: RawPassive, at path: ConfigPath) -> PassiveConfig {
+        var p = PassiveConfig()
+        p.failures = int(raw.failures, at: path.key("failures"), in: Self.riseFallRange, default: p.failures) ?? p.failures
+        p.ejection = duration(raw.ejection, at: path.key("ejection"), default: p.ejection) ?? p.ejection
+        p.maxEjection = duration(raw.maxEjection, at: path.key("max_ejection"), default: p.maxEjection) ?? p.maxEjection
+        p.resetAfter = duration(raw.resetAfter, at: path.key("reset_after"), default: p.resetAfter) ?? p.resetAfter
+        if let text = raw.backoff {
+            p.backoff = choice(text, at: path.key("backoff"), what: "backoff", among: PassiveConfig.Backoff.allCases)
+                ?? p.backoff
+        }
+        p.on5xx = raw.on5xx ?? p.on5xx
+        if p.maxEjection < p.ejection {
+            problems.add(path.key("max_ejection"), "\(p.maxEjection) must not be less than ejection \(p.ejection)")
+        }
+        return p
     }
 
     /// Validates a pool's groups in file order, the sum of their shares, and that no backend address

@@ -94,6 +94,20 @@ struct RawPool {
     /// In file order; nil if the key is missing or not a mapping (already reported).
     var groups: [RawEntry<RawGroup>]?
     var health: RawHealth?
+    var passive: RawPassive?
+    var slowStart: String?
+    /// Share text, `20%`.
+    var retryBudget: String?
+}
+
+/// `pools.NAME.passive: { failures, ejection, max_ejection, backoff, reset_after, on_5xx }`
+struct RawPassive {
+    var failures: Int?
+    var ejection: String?
+    var maxEjection: String?
+    var backoff: String?
+    var resetAfter: String?
+    var on5xx: Bool?
 }
 
 /// `pools.NAME.groups.NAME: { share, static | srv + resolver + slots }`

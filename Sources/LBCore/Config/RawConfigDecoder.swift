@@ -104,12 +104,23 @@ struct RawConfigDecoder {
     }
 
     private mutating func decodePool(_ node: Node, at path: ConfigPath) -> RawPool {
-        let allowed = ["balance", "max_unhealthy", "retries", "groups", "health"]
+        let allowed = [
+            "balance", "max_unhealthy", "retries", "groups", "health", "passive", "slow_start", "retry_budget",
+        ]
         guard let fields = reader.fields(node, at: path, allowed: allowed) else { return RawPool() }
         var pool = RawPool(
             balance: reader.text("balance", in: fields),
             maxUnhealthy: reader.text("max_unhealthy", in: fields),
-            retries: reader.int("retries", in: fields))
+            retries: reader.int("retries", in: fields),
+            slowStart: reader.text("slow_start", in: fields),
+            retryBudget: reader.text("retry_budget", in: fields))
+        let passiveKeys = ["failures", "ejection", "max_ejection", "backoff", "reset_after", "on_5xx"]
+        if let passive = reader.fields("passive", in: fields, allowed: passiveKeys) {
+            pool.passive = RawPassive(
+                failures: reader.int("failures", in: passive), ejection: reader.text("ejection", in: passive),
+                maxEjection: reader.text("max_ejection", in: passive), backoff: reader.text("backoff", in: passive),
+                resetAfter: reader.text("reset_after", in: passive), on5xx: reader.bool("on_5xx", in: passive))
+        }
         reader.require("groups", in: fields)
         if fields.has("groups") {
             pool.groups = namedEntries("groups", in: fields, decode: { $0.decodeGroup($1, at: $2) })

@@ -14,6 +14,9 @@ public final class Backend: Sendable {
     public let sockaddr: SockAddr
     /// Requests in flight on this backend across all workers (least-loaded picking).
     public let inFlight = Atomic<Int>(0)
+    /// Failures of live traffic since the last success, across workers; lets a worker skip
+    /// reporting the (common) success that changes nothing.
+    let failureStreak = Atomic<Int>(0)
 
     init(id: Int, address: SocketAddress, sockaddr: SockAddr) {
         self.id = id
@@ -76,28 +79,6 @@ final class BackendRegistry {
         nextID += 1
         byAddress[address] = b
         return b
-    }
-}
-
-extension RuntimeSnapshot {
-    /// Builds the snapshot for a config's static groups. `srv` groups start empty (discovery fills them).
-    static func build(from config: LBConfig, generation: UInt64, registry: BackendRegistry) -> RuntimeSnapshot {
-        let pools = config.pools.map { pool in
-            PoolSnapshot(
-                name: pool.name, balance: pool.balance, retries: pool.retries,
-                groups: pool.groups.map { group in
-                    var members: [GroupMember] = []
-                    if case .staticBackends(let list) = group.source {
-                        for b in list {
-                            if let backend = registry.backend(for: b.address) {
-                                members.append(GroupMember(backend: backend, weight: b.weight))
-                            }
-                        }
-                    }
-                    return GroupSnapshot(name: group.name, share: group.share, members: members)
-                })
-        }
-        return RuntimeSnapshot(generation: generation, pools: pools)
     }
 }
 

@@ -46,6 +46,9 @@ final class HTTPSession: Session, EndpointDelegate {
     /// What to answer when no further backend can be tried: 503 after connect failures, 502 when
     /// a backend was reached but failed before responding.
     private var exhaustedStatus = 503
+    /// This request is counted in its pool's requests in flight, with this many retries.
+    private var countedRequest = false
+    private var countedRetries = 0
     private var closeAfterResponse = false
     private var requestsServed = 0
     private var waitingForFirstByte = true
@@ -214,6 +217,8 @@ final class HTTPSession: Session, EndpointDelegate {
         excluded.removeAll(keepingCapacity: true)
         attempts = 0
         exhaustedStatus = 503
+        worker.shared.requestsInFlight[listener.poolIndex].add(1)
+        countedRequest = true
         response = nil
         responseBytes = 0
         interimResponses = 0
@@ -270,12 +275,13 @@ final class HTTPSession: Session, EndpointDelegate {
         releaseUpstream(reuse: false)
         if let b = failed {
             excluded.append(b.id)
+            worker.reportOutcome(.connectFailed, backend: b, pool: listener.poolIndex)
             worker.shared.logger.warning(
                 "backend connect failed",
                 metadata: ["backend": "\(b.address)", "error": "\(String(cString: strerror(errno)))"])
         }
         attempts += 1
-        if attempts <= worker.snapshot.pools[listener.poolIndex].retries {
+        if attempts <= worker.snapshot.pools[listener.poolIndex].retries && retryAllowed() {
             connectUpstream()
         } else if exhaustedStatus == 502 {
             badGateway("backends failed before responding")
@@ -405,6 +411,11 @@ final class HTTPSession: Session, EndpointDelegate {
         let status = response?.status ?? 0
         let reusable = (response?.keepAlive ?? false) && requestBody.isDone
         accessLog(req, status: status)
+        if let b = backend {
+            let failed = status >= 500 && worker.config.pools[listener.poolIndex].passive.on5xx
+            worker.reportOutcome(failed ? .failed : .success, backend: b, pool: listener.poolIndex)
+        }
+        endRequest()
         releaseUpstream(reuse: reusable)
         requestsServed += 1
         request = nil
@@ -445,19 +456,52 @@ final class HTTPSession: Session, EndpointDelegate {
             let wasReused = upstreamWasReused
             releaseUpstream(reuse: false)
             if !wasReused { exhaustedStatus = 502 }
-            if let b = failed, !wasReused { excluded.append(b.id) }
+            if let b = failed, !wasReused {
+                excluded.append(b.id)
+                worker.reportOutcome(.failed, backend: b, pool: listener.poolIndex)
+            }
             attempts += wasReused ? 0 : 1
-            if attempts <= worker.snapshot.pools[listener.poolIndex].retries {
+            // Replaying on a fresh connection after a stale pooled one is not a retry.
+            if attempts <= worker.snapshot.pools[listener.poolIndex].retries && (wasReused || retryAllowed()) {
                 connectUpstream()
                 return
             }
             badGateway(reason)
             return
         }
+        if let b = backend, !upstreamWasReused { worker.reportOutcome(.failed, backend: b, pool: listener.poolIndex) }
         if nothingSentBack {
             badGateway(reason)
         } else {
             abort(reason)
+        }
+    }
+
+    /// Takes one retry from the pool's budget, or says no (the retry would multiply an outage).
+    private func retryAllowed() -> Bool {
+        let pi = listener.poolIndex
+        let budget = RetryBudget(ratio: worker.config.pools[pi].retryBudget)
+        let shared = worker.shared
+        guard budget.allows(
+            retriesInFlight: shared.retriesInFlight[pi].current, requestsInFlight: shared.requestsInFlight[pi].current)
+        else {
+            shared.logger.warning("retry budget exhausted", metadata: ["pool": "\(worker.config.pools[pi].name)"])
+            return false
+        }
+        shared.retriesInFlight[pi].add(1)
+        countedRetries += 1
+        return true
+    }
+
+    /// Ends the request's share of the pool's in-flight counts. Idempotent.
+    private func endRequest() {
+        guard countedRequest else { return }
+        countedRequest = false
+        let pi = listener.poolIndex
+        worker.shared.requestsInFlight[pi].subtract(1)
+        if countedRetries > 0 {
+            worker.shared.retriesInFlight[pi].subtract(countedRetries)
+            countedRetries = 0
         }
     }
 
@@ -475,6 +519,7 @@ final class HTTPSession: Session, EndpointDelegate {
             return
         }
         if let req = request { accessLog(req, status: status, note: log) }
+        endRequest()
         releaseUpstream(reuse: false)
         let body = "\(status) \(reason)\n"
         // RFC 9110 §15.5.6: a 405 lists the methods the target supports.
@@ -525,6 +570,7 @@ final class HTTPSession: Session, EndpointDelegate {
     private func finish() {
         guard phase != .closed else { return }
         phase = .closed
+        endRequest()
         releaseUpstream(reuse: false)
         if let t = timer { event_del(t) }
         client.close()

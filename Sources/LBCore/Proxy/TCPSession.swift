@@ -80,6 +80,7 @@ final class TCPSession: Session, EndpointDelegate {
         if let b = backend {
             b.inFlight.subtract(1, ordering: .relaxed)
             excluded.append(b.id)
+            worker.reportOutcome(.connectFailed, backend: b, pool: listener.poolIndex)
             worker.shared.logger.warning(
                 "backend connect failed",
                 metadata: ["backend": "\(b.address)", "error": "\(String(cString: strerror(errno)))"])
@@ -97,6 +98,7 @@ final class TCPSession: Session, EndpointDelegate {
 
     private func didConnect() {
         connected = true
+        if let b = backend { worker.reportOutcome(.success, backend: b, pool: listener.poolIndex) }
         arm(timeouts.tcpIdle)
         pump()
     }

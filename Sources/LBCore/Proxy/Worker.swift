@@ -28,9 +28,17 @@ final class ServerShared: Sendable {
     let accessLogger: Logger?
     /// The configured deadlines as `timeval`s, converted once rather than on every timer arm.
     let deadlines: DeadlineTimevals
+    /// Where workers report live-traffic outcomes for passive health.
+    let healthReports: HealthReports?
+    /// Requests and retries in flight per pool (indexed like `config.pools`), for the retry budget.
+    let requestsInFlight: [Counter]
+    let retriesInFlight: [Counter]
 
-    init(config: LBConfig, store: SnapshotStore, logger: Logger, accessLogger: Logger?) {
+    init(config: LBConfig, store: SnapshotStore, logger: Logger, accessLogger: Logger?, healthReports: HealthReports?) {
         self.config = config
+        self.healthReports = healthReports
+        requestsInFlight = config.pools.map { _ in Counter() }
+        retriesInFlight = config.pools.map { _ in Counter() }
         self.store = store
         self.logger = logger
         self.accessLogger = accessLogger

@@ -16,6 +16,7 @@ public final class Server {
     private let config: LBConfig
     private let shared: ServerShared
     private let registry = BackendRegistry()
+    private var health: HealthMonitor?
     private var workers: [Worker] = []
     private let controlBase: OpaquePointer
     private var signalEvents: [OpaquePointer] = []
@@ -32,11 +33,18 @@ public final class Server {
         evthread_use_pthreads()
         guard let cb = event_base_new() else { throw SystemCallError(call: "event_base_new", errno: errno) }
         controlBase = cb
-        let snapshot = RuntimeSnapshot.build(from: config, generation: 1, registry: registry)
+        let monitor = HealthMonitor(base: cb, config: config, registry: registry, logger: logger)
+        health = monitor
+        let reports = monitor.start()
+        let store = SnapshotStore(monitor.snapshot())
         shared = ServerShared(
-            config: config, store: SnapshotStore(snapshot), logger: logger, accessLogger: accessLogger)
+            config: config, store: store, logger: logger, accessLogger: accessLogger, healthReports: reports)
         for i in 0..<config.workers {
             workers.append(try Worker(index: i, shared: shared))
+        }
+        monitor.publish = { [unowned self] snapshot in
+            store.publish(snapshot)
+            for w in self.workers { w.wake() }
         }
     }
 

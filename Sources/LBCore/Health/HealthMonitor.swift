@@ -1,0 +1,273 @@
+// The control loop's view of every backend's health, and what decides rotation.
+//
+// Per pool member it keeps an `ActiveHealth` machine (when the pool has `health:`) fed by
+// `HealthProbe`s, and a `PassiveHealth` machine fed by `HealthReports` from the workers. Every
+// 100 ms (and after any report or probe) it recomputes which members are in rotation: a member
+// that never passed its checks is out; of the others, those failing checks or ejected want out, and
+// `RotationCap` lets at most `max_unhealthy` of a group go. A change publishes a new snapshot that
+// holds only in-rotation members, with slow-start weights, and rings every worker.
+// Control thread only.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import CLibevent
+import Logging
+
+final class HealthMonitor {
+    private struct MemberKey: Hashable {
+        let pool: Int
+        let backend: Int
+    }
+
+    private final class Member {
+        let backend: Backend
+        let pool: Int
+        let group: Int
+        let weight: Int
+        var active: ActiveHealth?
+        var passive: PassiveHealth
+        /// Passed its checks at least once (always true without active checks).
+        var everUp: Bool
+        /// When it last came (back) into rotation, for slow start.
+        var upSince: MonotonicInstant
+        var nextProbe: MonotonicInstant
+        var probe: HealthProbe?
+        var inRotation = false
+        var effectiveWeight = 0
+        var label = "new"
+
+        init(backend: Backend, pool: Int, group: Int, weight: Int, active: ActiveHealth?, passive: PassiveHealth,
+             now: MonotonicInstant) {
+            self.backend = backend
+            self.pool = pool
+            self.group = group
+            self.weight = weight
+            self.active = active
+            self.passive = passive
+            self.everUp = active == nil
+            self.upSince = now
+            self.nextProbe = now
+        }
+    }
+
+    private let base: OpaquePointer
+    private let config: LBConfig
+    private let logger: Logger
+    private var members: [MemberKey: Member] = [:]
+    /// Member keys per pool and group, in config order.
+    private var layout: [[[MemberKey]]] = []
+    private var cappedGroups: Set<[Int]> = []
+    private var tick: OpaquePointer?
+    private var doorbell: OpaquePointer?
+    private(set) var reports: HealthReports?
+    private var generation: UInt64 = 1
+    /// Called with each new snapshot to publish.
+    var publish: ((RuntimeSnapshot) -> Void)?
+
+    init(base: OpaquePointer, config: LBConfig, registry: BackendRegistry, logger: Logger) {
+        self.base = base
+        self.config = config
+        self.logger = logger
+        let now = MonotonicInstant(nanoseconds: monotonicNanos())
+        var seed: UInt64 = 0x4845_414C_5448
+        for (pi, pool) in config.pools.enumerated() {
+            var groups: [[MemberKey]] = []
+            for (gi, group) in pool.groups.enumerated() {
+                var keys: [MemberKey] = []
+                if case .staticBackends(let list) = group.source {
+                    for b in list {
+                        guard let backend = registry.backend(for: b.address) else { continue }
+                        seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                        let active = pool.health.map {
+                            ActiveHealth(
+                                settings: .init(interval: $0.interval, timeout: $0.timeout, rise: $0.rise, fall: $0.fall),
+                                seed: seed)
+                        }
+                        let key = MemberKey(pool: pi, backend: backend.id)
+                        let m = Member(
+                            backend: backend, pool: pi, group: gi, weight: b.weight, active: active,
+                            passive: PassiveHealth(policy: pool.passive.policy), now: now)
+                        // First probes right away (spread over 50 ms), so a starting lbd fills its pools fast.
+                        m.nextProbe = now + .milliseconds(Int64(seed % 50))
+                        members[key] = m
+                        keys.append(key)
+                    }
+                }
+                groups.append(keys)
+            }
+            layout.append(groups)
+        }
+        _ = evaluate(now: now, log: false)
+    }
+
+    deinit {
+        if let t = tick { event_free(t) }
+        if let d = doorbell { event_free(d) }
+    }
+
+    /// Starts the tick and the report doorbell. Returns the queue workers report into.
+    func start() -> HealthReports? {
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        tick = event_new(base, -1, evs(EV_PERSIST), HealthMonitor.onTick, me)
+        var tv = Duration.milliseconds(100).timeval
+        if let t = tick { event_add(t, &tv) }
+        doorbell = event_new(base, -1, 0, HealthMonitor.onReports, me)
+        if let d = doorbell { reports = HealthReports(doorbell: d) }
+        runDueProbes(now: MonotonicInstant(nanoseconds: monotonicNanos()))
+        return reports
+    }
+
+    /// The snapshot for the current rotation.
+    func snapshot() -> RuntimeSnapshot {
+        let pools = config.pools.enumerated().map { pi, pool in
+            PoolSnapshot(
+                name: pool.name, balance: pool.balance, retries: pool.retries,
+                groups: pool.groups.enumerated().map { gi, group in
+                    let inRotation = layout[pi][gi].compactMap { members[$0] }.filter(\.inRotation)
+                    return GroupSnapshot(
+                        name: group.name, share: group.share,
+                        members: inRotation.map { GroupMember(backend: $0.backend, weight: $0.effectiveWeight) })
+                })
+        }
+        return RuntimeSnapshot(generation: generation, pools: pools)
+    }
+
+    // MARK: events
+
+    private static let onTick: event_callback_fn = { _, _, ctx in
+        let m = Unmanaged<HealthMonitor>.fromOpaque(ctx!).takeUnretainedValue()
+        let now = MonotonicInstant(nanoseconds: monotonicNanos())
+        m.runDueProbes(now: now)
+        m.reevaluate(now: now)
+    }
+
+    private static let onReports: event_callback_fn = { _, _, ctx in
+        let m = Unmanaged<HealthMonitor>.fromOpaque(ctx!).takeUnretainedValue()
+        m.applyReports()
+    }
+
+    private func applyReports() {
+        guard let reports else { return }
+        let now = MonotonicInstant(nanoseconds: monotonicNanos())
+        for r in reports.drain() {
+            guard let m = members[MemberKey(pool: r.pool, backend: r.backend)] else { continue }
+            if case .eject(let until) = m.passive.record(r.outcome, now: now) {
+                logger.warning(
+                    "backend ejected",
+                    metadata: [
+                        "pool": "\(config.pools[r.pool].name)", "backend": "\(m.backend.address)",
+                        "for_ms": "\((until - now).milliseconds)", "ejections": "\(m.passive.ejections)",
+                    ])
+            }
+        }
+        reevaluate(now: now)
+    }
+
+    private func runDueProbes(now: MonotonicInstant) {
+        for (key, m) in members where m.active != nil && m.probe == nil && m.nextProbe <= now {
+            guard let health = config.pools[m.pool].health else { continue }
+            let probe = HealthProbe(base: base, backend: m.backend, check: health.check) { [unowned self] input in
+                self.probeFinished(key, input)
+            }
+            m.probe = probe
+            probe.start(timeout: health.timeout)
+        }
+    }
+
+    private func probeFinished(_ key: MemberKey, _ input: ActiveHealth.Input) {
+        guard let m = members[key], var active = m.active else { return }
+        m.probe = nil
+        let now = MonotonicInstant(nanoseconds: monotonicNanos())
+        let transition = active.handle(input)
+        m.nextProbe = active.nextProbe(after: now)
+        m.active = active
+        if case .changed(let status) = transition {
+            if status == .up {
+                m.everUp = true
+                m.upSince = now
+            }
+            logger.info(
+                "backend check \(status == .up ? "passed" : "failed")",
+                metadata: ["pool": "\(config.pools[m.pool].name)", "backend": "\(m.backend.address)", "result": "\(input)"])
+            reevaluate(now: now)
+        }
+    }
+
+    // MARK: rotation
+
+    private func reevaluate(now: MonotonicInstant) {
+        if evaluate(now: now, log: true) {
+            generation += 1
+            publish?(snapshot())
+        }
+    }
+
+    /// Recomputes rotation and weights; true when the published view must change.
+    private func evaluate(now: MonotonicInstant, log: Bool) -> Bool {
+        var changed = false
+        for (pi, pool) in config.pools.enumerated() {
+            for (gi, keys) in layout[pi].enumerated() {
+                let group = keys.compactMap { members[$0] }
+                let candidates = group.filter(\.everUp).map { m in
+                    let down = m.active?.status == .down
+                    let ejected = m.passive.isEjected(at: now)
+                    let failures = m.active?.consecutiveFailures ?? 0
+                    return RotationCap.Candidate(
+                        id: m.backend.id, wantsOut: down || ejected,
+                        badness: (down ? 1_000_000 : 0) + (ejected ? 1000 : 0) + failures)
+                }
+                let decision = RotationCap.decide(candidates, maxUnhealthy: pool.maxUnhealthy)
+                let groupKey = [pi, gi]
+                if decision.capped != cappedGroups.contains(groupKey) {
+                    if decision.capped {
+                        cappedGroups.insert(groupKey)
+                        let wanting = candidates.filter(\.wantsOut).count
+                        if log {
+                            logger.error(
+                                "group capped",
+                                metadata: [
+                                    "pool": "\(pool.name)", "group": "\(pool.groups[gi].name)",
+                                    "unhealthy": "\(wanting)", "out": "\(decision.out.count)", "members": "\(group.count)",
+                                    "max_unhealthy": "\(pool.maxUnhealthy.basisPoints / 100)%",
+                                ])
+                        }
+                    } else {
+                        cappedGroups.remove(groupKey)
+                        if log { logger.notice("group no longer capped", metadata: ["pool": "\(pool.name)", "group": "\(pool.groups[gi].name)"]) }
+                    }
+                }
+                for m in group {
+                    let inRotation = m.everUp && !decision.out.contains(m.backend.id)
+                    let label = inRotation ? "up" : (m.everUp && m.passive.isEjected(at: now) ? "ejected" : "down")
+                    if inRotation && !m.inRotation { m.upSince = now }
+                    let weight = inRotation
+                        ? SlowStart.weight(m.weight, upSince: m.upSince, now: now, window: pool.slowStart) : 0
+                    if inRotation != m.inRotation || weight != m.effectiveWeight { changed = true }
+                    if log && label != m.label {
+                        logger.notice(
+                            "backend state changed",
+                            metadata: [
+                                "pool": "\(pool.name)", "group": "\(pool.groups[gi].name)",
+                                "backend": "\(m.backend.address)",
+                                "state": "\(label == "up" && m.label == "ejected" ? "readmitted" : label)",
+                                "was": "\(m.label)",
+                            ])
+                    }
+                    m.inRotation = inRotation
+                    m.effectiveWeight = weight
+                    m.label = label
+                }
+            }
+        }
+        return changed
+    }
+}
+
+extension PassiveConfig {
+    var policy: EjectionPolicy {
+        EjectionPolicy(
+            failures: failures, ejection: ejection, maxEjection: maxEjection,
+            backoff: EjectionPolicy.Backoff(rawValue: backoff.rawValue) ?? .exponential, resetAfter: resetAfter)
+    }
+}
