@@ -14,12 +14,19 @@ answers pipelined requests in order and keeps connections alive. Routes:
   GET  /sleep/<ms>       sleeps, then 200 "slept <ms>\\n"
   GET  /close            200 with Connection: close, then closes the connection
   GET  /hop-response     200 carrying hop-by-hop fields (Connection: X-Internal, X-Internal, Keep-Alive)
-  GET  /_stats           {"name", "connections", "requests", "errors"}
+  GET  /_stats           {"name", "connections", "requests", "heads", "errors", "health_checks",
+                         "proxied", "failing_health"}
+  GET  /health           200 "ok\n", or 500 "failing\n" while health failing is on (health checks)
+  GET  /_health/fail     turns health failing on (GET /health answers 500); 200
+  GET  /_health/ok       turns it off again; 200
+
+`requests` counts every answered request; `health_checks` those to /health; `proxied` the others
+except the control routes /_stats and /_health/* (what a proxy forwarded from its clients).
 
 Every response carries X-Backend: <name>. Body bytes are the pattern `i % 251` for byte i, so a
 client can check a hash without either side holding the whole body (see `pattern_sha256`).
 
-Run standalone: python3 backend.py --port P --name N
+Run standalone: python3 backend.py --port P --name N [--fail-health]
 Or in-process:   b = Backend("a").start(); b.port; b.stop()
 """
 
@@ -215,8 +222,10 @@ class Request:
 class Backend:
     """HTTP/1.1 keep-alive test backend. Thread per connection."""
 
-    def __init__(self, name: str = "backend", host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, name: str = "backend", host: str = "127.0.0.1", port: int = 0,
+                 fail_health: bool = False):
         self.name = name
+        self.fail_health = fail_health  # GET /health answers 500 while set (settable at runtime)
         self.host = host
         self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -227,6 +236,8 @@ class Backend:
         self.connections = 0          # accepted TCP connections
         self.requests = 0             # complete requests answered
         self.heads = 0                # request heads parsed (body may not have completed)
+        self.health_checks = 0        # requests to /health
+        self.proxied = 0              # requests other than /health, /_stats and /_health/*
         self.errors: list[str] = []   # protocol errors seen (what lbd sent was malformed)
         self.log: list[Request] = []  # completed requests, most recent last (bounded)
         self.open_socks: set = set()
@@ -259,7 +270,8 @@ class Backend:
     def stats(self) -> dict:
         with self.lock:
             return {"name": self.name, "connections": self.connections, "requests": self.requests,
-                    "heads": self.heads, "errors": list(self.errors)}
+                    "heads": self.heads, "errors": list(self.errors), "health_checks": self.health_checks,
+                    "proxied": self.proxied, "failing_health": self.fail_health}
 
     def requests_since(self, n: int) -> list[Request]:
         with self.lock:
@@ -393,6 +405,10 @@ class Backend:
             consume()
         with self.lock:
             self.requests += 1
+            if req.path == "/health":
+                self.health_checks += 1
+            elif req.path != "/_stats" and not req.path.startswith("/_health/"):
+                self.proxied += 1
             self.log.append(req)
             if len(self.log) > 5000:
                 del self.log[:1000]
@@ -400,7 +416,8 @@ class Backend:
         close_after = not keep
 
         def respond(status, body=b"", headers=(), reason=None):
-            reasons = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request"}
+            reasons = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 400: "Bad Request",
+                       500: "Internal Server Error"}
             hs = [("X-Backend", self.name), ("Content-Length", str(len(body)))] + list(headers)
             if close_after:
                 hs.append(("Connection", "close"))
@@ -455,6 +472,14 @@ class Backend:
         elif path == "/hop-response" and method == "GET":
             respond(200, b"hop\n", [("Connection", "X-Internal"), ("X-Internal", "secret"),
                                     ("Keep-Alive", "timeout=5"), ("X-Public", "yes")])
+        elif path == "/health" and method in ("GET", "HEAD"):
+            if self.fail_health:
+                respond(500, b"failing\n")
+            else:
+                respond(200, b"ok\n")
+        elif path in ("/_health/fail", "/_health/ok") and method == "GET":
+            self.fail_health = path == "/_health/fail"
+            respond(200, f"health {'failing' if self.fail_health else 'ok'}\n".encode())
         elif path == "/_stats":
             respond(200, json.dumps(self.stats()).encode(), [("Content-Type", "application/json")])
         else:
@@ -467,8 +492,9 @@ def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--name", default="backend")
     ap.add_argument("--host", default="127.0.0.1")
+    ap.add_argument("--fail-health", action="store_true", help="start with GET /health answering 500")
     a = ap.parse_args()
-    b = Backend(a.name, a.host, a.port).start()
+    b = Backend(a.name, a.host, a.port, fail_health=a.fail_health).start()
     print(f"backend {a.name} listening on {b.address}", flush=True)
     try:
         while True:

@@ -212,10 +212,12 @@ final class HealthMonitor {
                 let candidates = group.filter(\.everUp).map { m in
                     let down = m.active?.status == .down
                     let ejected = m.passive.isEjected(at: now)
-                    let failures = m.active?.consecutiveFailures ?? 0
+                    // Ranked by kind only, and sticky: a member already out stays out before
+                    // another takes its place, so a capped group does not rotate its members
+                    // in and out as their failure counts tick.
                     return RotationCap.Candidate(
                         id: m.backend.id, wantsOut: down || ejected,
-                        badness: (down ? 1_000_000 : 0) + (ejected ? 1000 : 0) + failures)
+                        badness: (down ? 4 : 0) + (ejected ? 2 : 0) + (m.inRotation ? 0 : 1))
                 }
                 let decision = RotationCap.decide(candidates, maxUnhealthy: pool.maxUnhealthy)
                 let groupKey = [pi, gi]
