@@ -78,6 +78,16 @@ public struct PoolConfig: Sendable, Hashable {
     public var slowStart: Duration = .zero
     /// Retries in flight may be at most this share of requests in flight (at least 3).
     public var retryBudget = Share(basisPoints: 2000)
+    /// A command run on health changes of the pool.
+    public var hooks: HookConfig?
+}
+
+/// `pools.NAME.hooks: { command, min_interval }`.
+public struct HookConfig: Sendable, Hashable {
+    /// Run with /bin/sh -c; the pool's state is in LBD_* environment variables.
+    public var command: String
+    /// At most one run per this interval; changes in between are folded into one later run.
+    public var minInterval: Duration
 }
 
 /// `pools.NAME.passive`: outlier ejection from live traffic. A connect failure ejects at once;

@@ -36,6 +36,13 @@ extension ConfigValidator {
         if let text = raw.retryBudget, let budget = share(text, at: path.key("retry_budget")) {
             pool.retryBudget = budget
         }
+        if let hooks = raw.hooks, let command = hooks.command {
+            if command.trimmingPrefix(while: { $0 == " " }).isEmpty {
+                problems.add(path.key("hooks").key("command"), "must not be empty")
+            }
+            let interval = duration(hooks.minInterval, at: path.key("hooks").key("min_interval"), default: .seconds(1))
+            pool.hooks = HookConfig(command: command, minInterval: interval ?? .seconds(1))
+        }
         return pool
     }
 

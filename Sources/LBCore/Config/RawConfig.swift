@@ -98,6 +98,13 @@ struct RawPool {
     var slowStart: String?
     /// Share text, `20%`.
     var retryBudget: String?
+    var hooks: RawHooks?
+}
+
+/// `pools.NAME.hooks: { command, min_interval }`
+struct RawHooks {
+    var command: String?
+    var minInterval: String?
 }
 
 /// `pools.NAME.passive: { failures, ejection, max_ejection, backoff, reset_after, on_5xx }`

@@ -105,7 +105,7 @@ struct RawConfigDecoder {
 
     private mutating func decodePool(_ node: Node, at path: ConfigPath) -> RawPool {
         let allowed = [
-            "balance", "max_unhealthy", "retries", "groups", "health", "passive", "slow_start", "retry_budget",
+            "balance", "max_unhealthy", "retries", "groups", "health", "passive", "slow_start", "retry_budget", "hooks",
         ]
         guard let fields = reader.fields(node, at: path, allowed: allowed) else { return RawPool() }
         var pool = RawPool(
@@ -114,6 +114,11 @@ struct RawConfigDecoder {
             retries: reader.int("retries", in: fields),
             slowStart: reader.text("slow_start", in: fields),
             retryBudget: reader.text("retry_budget", in: fields))
+        if let hooks = reader.fields("hooks", in: fields, allowed: ["command", "min_interval"]) {
+            reader.require("command", in: hooks)
+            pool.hooks = RawHooks(
+                command: reader.text("command", in: hooks), minInterval: reader.text("min_interval", in: hooks))
+        }
         let passiveKeys = ["failures", "ejection", "max_ejection", "backoff", "reset_after", "on_5xx"]
         if let passive = reader.fields("passive", in: fields, allowed: passiveKeys) {
             pool.passive = RawPassive(

@@ -64,11 +64,13 @@ final class HealthMonitor {
     private var generation: UInt64 = 1
     /// Called with each new snapshot to publish.
     var publish: ((RuntimeSnapshot) -> Void)?
+    private let hooks: HealthHooks
 
     init(base: OpaquePointer, config: LBConfig, registry: BackendRegistry, logger: Logger) {
         self.base = base
         self.config = config
         self.logger = logger
+        hooks = HealthHooks(config: config, logger: logger)
         let now = MonotonicInstant(nanoseconds: monotonicNanos())
         var seed: UInt64 = 0x4845_414C_5448
         for (pi, pool) in config.pools.enumerated() {
@@ -140,6 +142,7 @@ final class HealthMonitor {
         let now = MonotonicInstant(nanoseconds: monotonicNanos())
         m.runDueProbes(now: now)
         m.reevaluate(now: now)
+        m.hooks.tick(now: now)
     }
 
     private static let onReports: event_callback_fn = { _, _, ctx in
@@ -207,6 +210,7 @@ final class HealthMonitor {
     private func evaluate(now: MonotonicInstant, log: Bool) -> Bool {
         var changed = false
         for (pi, pool) in config.pools.enumerated() {
+            var event: (kind: String, backend: String, state: String)?
             for (gi, keys) in layout[pi].enumerated() {
                 let group = keys.compactMap { members[$0] }
                 let candidates = group.filter(\.everUp).map { m in
@@ -222,6 +226,7 @@ final class HealthMonitor {
                 let decision = RotationCap.decide(candidates, maxUnhealthy: pool.maxUnhealthy)
                 let groupKey = [pi, gi]
                 if decision.capped != cappedGroups.contains(groupKey) {
+                    event = ("group", "", decision.capped ? "capped" : "uncapped")
                     if decision.capped {
                         cappedGroups.insert(groupKey)
                         let wanting = candidates.filter(\.wantsOut).count
@@ -247,6 +252,7 @@ final class HealthMonitor {
                         ? SlowStart.weight(m.weight, upSince: m.upSince, now: now, window: pool.slowStart) : 0
                     if inRotation != m.inRotation || weight != m.effectiveWeight { changed = true }
                     if log && label != m.label {
+                        event = ("backend", "\(m.backend.address)", label == "up" && m.label == "ejected" ? "readmitted" : label)
                         logger.notice(
                             "backend state changed",
                             metadata: [
@@ -261,8 +267,29 @@ final class HealthMonitor {
                     m.label = label
                 }
             }
+            if log, let event { hooks.changed(pool: pi, summary: summary(pool: pi, event: event), now: now) }
         }
         return changed
+    }
+}
+
+extension HealthMonitor {
+    /// Counts of the pool's members by state, for hooks.
+    private func summary(pool pi: Int, event: (kind: String, backend: String, state: String)) -> PoolHealthSummary {
+        var s = PoolHealthSummary(event: event.kind, backend: event.backend, state: event.state)
+        for keys in layout[pi] {
+            for key in keys {
+                guard let m = members[key] else { continue }
+                s.members += 1
+                switch m.label {
+                case "up": s.up += 1
+                case "ejected": s.ejected += 1
+                default: s.down += 1
+                }
+            }
+        }
+        s.capped = cappedGroups.contains { $0[0] == pi }
+        return s
     }
 }
 
