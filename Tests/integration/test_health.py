@@ -8,7 +8,6 @@ by path), the client's results, and lbd's logfmt lines on stderr (`backend state
 from __future__ import annotations
 
 import re
-import socket
 import threading
 import time
 

@@ -35,6 +35,9 @@ final class HealthMonitor {
         var probe: HealthProbe?
         var inRotation = false
         var effectiveWeight = 0
+        /// When the current ejection began, and the active checks passed since then.
+        var ejectedAt = MonotonicInstant(nanoseconds: 0)
+        var successesSinceEjection = 0
         var label = "new"
 
         init(backend: Backend, pool: Int, group: Int, weight: Int, active: ActiveHealth?, passive: PassiveHealth,
@@ -156,6 +159,8 @@ final class HealthMonitor {
         for r in reports.drain() {
             guard let m = members[MemberKey(pool: r.pool, backend: r.backend)] else { continue }
             if case .eject(let until) = m.passive.record(r.outcome, now: now) {
+                m.ejectedAt = now
+                m.successesSinceEjection = 0
                 logger.warning(
                     "backend ejected",
                     metadata: [
@@ -185,6 +190,20 @@ final class HealthMonitor {
         let transition = active.handle(input)
         m.nextProbe = active.nextProbe(after: now)
         m.active = active
+        // Passing checks end an ejection (Envoy: successful_active_health_check_uneject_host): a
+        // backend that was killed and restarted must not hold the cap's places for the rest of a
+        // long, backed-off ejection while another backend is dying.
+        if m.passive.isEjected(at: now) {
+            m.successesSinceEjection = input == .probeSucceeded ? m.successesSinceEjection + 1 : 0
+            if m.successesSinceEjection >= active.settings.rise {
+                m.passive.readmit()
+                m.successesSinceEjection = 0
+                logger.info(
+                    "ejection ended by passing checks",
+                    metadata: ["pool": "\(config.pools[m.pool].name)", "backend": "\(m.backend.address)"])
+                reevaluate(now: now)
+            }
+        }
         if case .changed(let status) = transition {
             if status == .up {
                 m.everUp = true
@@ -216,12 +235,19 @@ final class HealthMonitor {
                 let candidates = group.filter(\.everUp).map { m in
                     let down = m.active?.status == .down
                     let ejected = m.passive.isEjected(at: now)
-                    // Ranked by kind only, and sticky: a member already out stays out before
-                    // another takes its place, so a capped group does not rotate its members
-                    // in and out as their failure counts tick.
-                    return RotationCap.Candidate(
-                        id: m.backend.id, wantsOut: down || ejected,
-                        badness: (down ? 4 : 0) + (ejected ? 2 : 0) + (m.inRotation ? 0 : 1))
+                    // Failing checks is worst, and sticky (one already out stays out before another
+                    // takes its place, so a capped group does not rotate its members as their
+                    // counts tick). Among ejected members the most recent ejection is worst: it is
+                    // the freshest evidence of a dead backend.
+                    let badness: Int
+                    if down {
+                        badness = (3 << 50) + (m.inRotation ? 0 : 1)
+                    } else if ejected {
+                        badness = (1 << 50) + Int(truncatingIfNeeded: m.ejectedAt.nanoseconds / 1_000_000)
+                    } else {
+                        badness = 0
+                    }
+                    return RotationCap.Candidate(id: m.backend.id, wantsOut: down || ejected, badness: badness)
                 }
                 let decision = RotationCap.decide(candidates, maxUnhealthy: pool.maxUnhealthy)
                 let groupKey = [pi, gi]

@@ -281,7 +281,9 @@ final class HTTPSession: Session, EndpointDelegate {
                 metadata: ["backend": "\(b.address)", "error": "\(String(cString: strerror(errno)))"])
         }
         attempts += 1
-        if attempts <= worker.snapshot.pools[listener.poolIndex].retries && retryAllowed() {
+        // Not charged to the retry budget: the request reached no backend, so trying another
+        // adds no load anywhere (the budget guards retries of requests a backend already got).
+        if attempts <= worker.snapshot.pools[listener.poolIndex].retries {
             connectUpstream()
         } else if exhaustedStatus == 502 {
             badGateway("backends failed before responding")
