@@ -202,7 +202,15 @@ def test_hung_backend_leaves_rotation(stack):
 
     flip.hole.set()
     t_hole = time.monotonic()
-    time.sleep(SETTLE)
+    while "down" not in state_changes(lbd, flip.address) and time.monotonic() - t_hole < SETTLE:
+        time.sleep(0.01)
+    took = time.monotonic() - t_hole
+    print(f"\nhung backend out of rotation after {took:.2f}s (fall x interval = {FALL * INTERVAL:.1f}s, "
+          f"timeout {TIMEOUT:.1f}s)")
+    # A timed-out probe counts only once its timeout has passed, and the first probe after the
+    # hang comes within interval (+20% jitter): the bound is fall x interval x 1.2 + timeout.
+    assert took <= FALL * INTERVAL * 1.2 + TIMEOUT, f"took {took:.2f}s"
+    time.sleep(max(0.0, SETTLE - took))
     assert "down" in state_changes(lbd, flip.address), (
         f"no state=down for the hung backend {SETTLE}s after it stopped answering:\n"
         + log_excerpt(lbd, flip.address))
