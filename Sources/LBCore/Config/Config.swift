@@ -76,7 +76,7 @@ public struct PoolConfig: Sendable, Hashable {
     public var passive = PassiveConfig()
     /// A backend coming (back) up ramps from 10% of its weight to all of it over this; 0 = off.
     public var slowStart: Duration = .zero
-    /// Retries in flight may be at most this share of requests in flight (at least 3).
+    /// Retries in flight may be at most this share of requests in flight (at least 10).
     public var retryBudget = Share(basisPoints: 2000)
     /// A command run on health changes of the pool.
     public var hooks: HookConfig?

@@ -482,7 +482,9 @@ final class HTTPSession: Session, EndpointDelegate {
     /// Takes one retry from the pool's budget, or says no (the retry would multiply an outage).
     private func retryAllowed() -> Bool {
         let pi = listener.poolIndex
-        let budget = RetryBudget(ratio: worker.config.pools[pi].retryBudget)
+        // A floor of 10: one SIGKILLed backend resets every request in flight on it at once, and
+        // each of those must be retried; 3 (Envoy's default) failed the Reaper about once in 1M.
+        let budget = RetryBudget(ratio: worker.config.pools[pi].retryBudget, minimum: 10)
         let shared = worker.shared
         guard budget.allows(
             retriesInFlight: shared.retriesInFlight[pi].current, requestsInFlight: shared.requestsInFlight[pi].current)
