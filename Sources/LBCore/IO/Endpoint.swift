@@ -44,9 +44,6 @@ final class Endpoint {
     private(set) var isClosed = false
     /// Set once `shutdown(SHUT_WR)` was sent.
     private(set) var didShutdownWrite = false
-    /// Bytes read and written over the endpoint's life.
-    private(set) var bytesRead: UInt64 = 0
-    private(set) var bytesWritten: UInt64 = 0
     /// Free for the owner: e.g. when an idle pooled connection was parked.
     var parkedAt: UInt64 = 0
     /// Free for the owner: index of the backend this upstream connection goes to.
@@ -128,7 +125,6 @@ final class Endpoint {
             let n = sendOnce()
             if n > 0 {
                 evbuffer_drain(output, n)
-                bytesWritten &+= UInt64(n)
                 continue
             }
             let e = errno
@@ -236,7 +232,6 @@ final class Endpoint {
             setReading(false)
             delegate?.endpointDidRead(self)
         default:
-            bytesRead &+= UInt64(n)
             delegate?.endpointDidRead(self)
         }
     }

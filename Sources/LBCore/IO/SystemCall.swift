@@ -96,15 +96,6 @@ public struct SockAddr: Sendable, Hashable {
         let bytes = buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }
         return String(decoding: bytes, as: UTF8.self)
     }
-
-    /// The port of a kernel-given address, host order.
-    public static func port(_ sa: UnsafePointer<sockaddr>) -> UInt16 {
-        switch Int32(sa.pointee.sa_family) {
-        case AF_INET: return sa.withMemoryRebound(to: sockaddr_in.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin_port) }
-        case AF_INET6: return sa.withMemoryRebound(to: sockaddr_in6.self, capacity: 1) { UInt16(bigEndian: $0.pointee.sin6_port) }
-        default: return 0
-        }
-    }
 }
 
 /// Outcome of a non-blocking connect.

@@ -376,9 +376,7 @@ final class HTTPSession: Session, EndpointDelegate {
         guard let req = request else { return }
         response = head
         arm(.response, timeouts.backendResponse)
-        if head.framing == .untilClose || (head.framing == .chunked && req.versionMinor == 0) {
-            closeAfterResponse = true
-        }
+        if head.forcesClientClose(clientVersionMinor: req.versionMinor) { closeAfterResponse = true }
         var sink = EvbufferHeadSink(client.output)
         head.writeClientHead(clientVersionMinor: req.versionMinor, closeAfter: closeAfterResponse, to: &sink)
         responseBody = BodyState(head.framing, maxChunkExtension: limits.maxChunkExtension)
