@@ -134,20 +134,20 @@ private func settings(interval: Duration = .seconds(2), rise: Int = 2, fall: Int
         #expect(settings(interval: interval).fastInterval == fast)
     }
 
-    @Test func nextProbeStaysWithinTwentyPercentAndUsesBothSides() {
+    @Test func nextProbeIsUpToTwentyPercentEarlyAndNeverLate() {
         var health = ActiveHealth(settings: settings(interval: .seconds(2)), seed: 42)
         var earliest = t0 + .seconds(10)
         var latest = t0
         for _ in 0..<10_000 {
             let next = health.nextProbe(after: t0)
             #expect(next >= t0 + .milliseconds(1_600))
-            #expect(next <= t0 + .milliseconds(2_400))
+            #expect(next <= t0 + .milliseconds(2_000))
             earliest = min(earliest, next)
             latest = max(latest, next)
         }
-        // Uniform over 800 ms: 10,000 draws land within 10 ms of each end.
-        #expect(earliest < t0 + .milliseconds(1_610))
-        #expect(latest > t0 + .milliseconds(2_390))
+        // Uniform over 400 ms: 10,000 draws land within 5 ms of each end.
+        #expect(earliest < t0 + .milliseconds(1_605))
+        #expect(latest > t0 + .milliseconds(1_995))
     }
 
     @Test func transitionProbesUseTheFastInterval() {
@@ -157,16 +157,28 @@ private func settings(interval: Duration = .seconds(2), rise: Int = 2, fall: Int
         #expect(health.currentInterval == .milliseconds(500))
         for _ in 0..<1_000 {
             let next = health.nextProbe(after: t0)
-            #expect(next >= t0 + .milliseconds(400) && next <= t0 + .milliseconds(600))
+            #expect(next >= t0 + .milliseconds(400) && next <= t0 + .milliseconds(500))
         }
         // Once the verdict is in, back to the normal interval.
         _ = health.handle(.probeSucceeded)
         #expect(health.handle(.probeSucceeded) == .changed(.up))
         let next = health.nextProbe(after: t0)
-        #expect(next >= t0 + .milliseconds(1_600) && next <= t0 + .milliseconds(2_400))
+        #expect(next >= t0 + .milliseconds(1_600) && next <= t0 + .milliseconds(2_000))
         // A failure while up is a transition too.
         #expect(health.handle(.probeFailed) == .pending)
         #expect(health.currentInterval == .milliseconds(500))
+    }
+
+    @Test(arguments: [
+        // (interval, timeout, hedge)
+        (Duration.milliseconds(500), Duration.milliseconds(300), Duration.milliseconds(125)),
+        (.seconds(2), .seconds(1), .milliseconds(500)),
+        (.seconds(2), .milliseconds(200), .milliseconds(100)),
+        (.milliseconds(40), .milliseconds(4), .milliseconds(10)),
+    ])
+    func hedgeDelay(interval: Duration, timeout: Duration, hedge: Duration) {
+        let s = ActiveHealth.Settings(interval: interval, timeout: timeout, rise: 2, fall: 2)
+        #expect(s.hedgeDelay == hedge)
     }
 
     @Test func firstProbesOfManyBackendsSpreadOverTheInterval() {

@@ -190,7 +190,7 @@ class Switchable:
 
 def test_hung_backend_leaves_rotation(stack):
     """A backend that was serving, then accepts but never answers (checks time out too), is out of
-    rotation after fall x interval + timeout: after SETTLE, 100 requests all succeed on the others."""
+    rotation within fall x interval: after SETTLE, 100 requests all succeed on the others."""
     good = [stack.backend(f"g{i}") for i in range(3)]
     flip = Switchable(stack, "flip")
     lbd = stack.lbd({"web": h.pool([b.address for b in good] + [flip.address], retries=2, health=health())},
@@ -207,9 +207,10 @@ def test_hung_backend_leaves_rotation(stack):
     took = time.monotonic() - t_hole
     print(f"\nhung backend out of rotation after {took:.2f}s (fall x interval = {FALL * INTERVAL:.1f}s, "
           f"timeout {TIMEOUT:.1f}s)")
-    # A timed-out probe counts only once its timeout has passed, and the first probe after the
-    # hang comes within interval (+20% jitter): the bound is fall x interval x 1.2 + timeout.
-    assert took <= FALL * INTERVAL * 1.2 + TIMEOUT, f"took {took:.2f}s"
+    # Issue 4: out of rotation within fall x interval. Probes start at most one interval apart, and
+    # a probe unanswered after its hedge delay (125 ms here) gets a companion, so the worst case is
+    # interval + hedge + timeout = 0.925 s; 50 ms more covers this loop's polling and the log write.
+    assert took <= FALL * INTERVAL + 0.05, f"took {took:.2f}s\n" + log_excerpt(lbd, flip.address)
     time.sleep(max(0.0, SETTLE - took))
     assert "down" in state_changes(lbd, flip.address), (
         f"no state=down for the hung backend {SETTLE}s after it stopped answering:\n"

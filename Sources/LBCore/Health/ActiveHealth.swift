@@ -10,8 +10,10 @@
 // restarts the count. While counting (some successes while down, some failures while up) the
 // backend is "in transition" and is probed at `fastInterval` so the verdict comes sooner.
 //
-// Schedules are jittered by ±20% and first probes spread uniformly over the interval, so many
-// backends never probe in lockstep. The jitter comes from `SplitMix64` seeded by the caller, so a
+// Probes are scheduled from the start of the previous one, up to 20% early (never late), and
+// first probes spread uniformly over the interval, so many backends never probe in lockstep and a
+// blackholed backend is found within fall × interval: a probe that has not answered after
+// `hedgeDelay` gets a companion probe, so a slow timeout does not delay the next verdict. The jitter comes from `SplitMix64` seeded by the caller, so a
 // schedule replays exactly from its seed. No clock reads: `now` is always passed in.
 // Pure value type, owned by the control loop.
 
@@ -40,6 +42,14 @@ public struct ActiveHealth: Sendable {
         /// failures while up): interval / 4, at least 50ms, at most interval.
         public var fastInterval: Duration {
             min(interval, max(interval / 4, .milliseconds(50)))
+        }
+
+        /// A probe still unanswered after this gets a companion probe (at most one): a hung
+        /// backend then fails `fall` probes within interval + (fall - 1) × hedgeDelay + timeout,
+        /// which is within fall × interval whenever timeout <= interval - hedgeDelay.
+        /// min(fastInterval, timeout / 2), at least 10ms.
+        public var hedgeDelay: Duration {
+            max(min(fastInterval, timeout / 2), .milliseconds(10))
         }
     }
 
@@ -137,17 +147,17 @@ public struct ActiveHealth: Sendable {
         }
     }
 
-    /// When to send the next probe, after one finished (or the first) at `now`: interval (or
-    /// fastInterval in transition) with jitter: uniformly within ±20% of it (deterministic from
-    /// the seed).
+    /// When to start the next probe, given that the latest one started at `start`: interval (or
+    /// fastInterval in transition) less a jitter of up to 20% (uniform, deterministic from the
+    /// seed). Never later than the interval, so detection time is bounded by it.
     ///
-    /// Call it after `handle(_:)`, so the transition state of the latest result picks the interval.
-    public mutating func nextProbe(after now: MonotonicInstant) -> MonotonicInstant {
+    /// Call it again after `handle(_:)` when a result starts a transition, so the fast interval applies.
+    public mutating func nextProbe(after start: MonotonicInstant) -> MonotonicInstant {
         let base = MonotonicInstant.nanoseconds(of: currentInterval)
         let fifth = base / 5
-        // Uniform over [base - base/5, base + base/5], both ends included.
-        let offset = draw(below: 2 * fifth + 1)
-        return now.advanced(byNanoseconds: base - fifth).advanced(byNanoseconds: offset)
+        // Uniform over [base - base/5, base], both ends included.
+        let offset = draw(below: fifth + 1)
+        return start.advanced(byNanoseconds: base - fifth).advanced(byNanoseconds: offset)
     }
 
     /// The first probe of a newly added backend: a uniformly random offset within [0, interval)

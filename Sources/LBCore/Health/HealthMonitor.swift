@@ -32,7 +32,8 @@ final class HealthMonitor {
         /// When it last came (back) into rotation, for slow start.
         var upSince: MonotonicInstant
         var nextProbe: MonotonicInstant
-        var probe: HealthProbe?
+        /// Probes in flight (at most two: the scheduled one and its hedge), by serial.
+        var probes: [Int: (probe: HealthProbe, started: MonotonicInstant)] = [:]
         var inRotation = false
         var effectiveWeight = 0
         /// When the current ejection began, and the active checks passed since then.
@@ -62,6 +63,9 @@ final class HealthMonitor {
     private var layout: [[[MemberKey]]] = []
     private var cappedGroups: Set<[Int]> = []
     private var tick: OpaquePointer?
+    /// One-shot timer for the earliest due probe or hedge, so probes start on time, not on the tick.
+    private var probeTimer: OpaquePointer?
+    private var probeSerial = 0
     private var doorbell: OpaquePointer?
     private(set) var reports: HealthReports?
     private var generation: UInt64 = 1
@@ -108,6 +112,7 @@ final class HealthMonitor {
 
     deinit {
         if let t = tick { event_free(t) }
+        if let t = probeTimer { event_free(t) }
         if let d = doorbell { event_free(d) }
     }
 
@@ -117,6 +122,7 @@ final class HealthMonitor {
         tick = event_new(base, -1, evs(EV_PERSIST), HealthMonitor.onTick, me)
         var tv = Duration.milliseconds(100).timeval
         if let t = tick { event_add(t, &tv) }
+        probeTimer = event_new(base, -1, 0, HealthMonitor.onProbeTimer, me)
         doorbell = event_new(base, -1, 0, HealthMonitor.onReports, me)
         if let d = doorbell { reports = HealthReports(doorbell: d) }
         runDueProbes(now: MonotonicInstant(nanoseconds: monotonicNanos()))
@@ -148,6 +154,11 @@ final class HealthMonitor {
         m.hooks.tick(now: now)
     }
 
+    private static let onProbeTimer: event_callback_fn = { _, _, ctx in
+        let m = Unmanaged<HealthMonitor>.fromOpaque(ctx!).takeUnretainedValue()
+        m.runDueProbes(now: MonotonicInstant(nanoseconds: monotonicNanos()))
+    }
+
     private static let onReports: event_callback_fn = { _, _, ctx in
         let m = Unmanaged<HealthMonitor>.fromOpaque(ctx!).takeUnretainedValue()
         m.applyReports()
@@ -172,23 +183,56 @@ final class HealthMonitor {
         reevaluate(now: now)
     }
 
+    /// Starts every probe that is due: a member's scheduled probe when none is in flight or the
+    /// one in flight is overdue, and a hedge for a probe unanswered after `hedgeDelay`. Then arms
+    /// the probe timer for the next such instant.
     private func runDueProbes(now: MonotonicInstant) {
-        for (key, m) in members where m.active != nil && m.probe == nil && m.nextProbe <= now {
-            guard let health = config.pools[m.pool].health else { continue }
-            let probe = HealthProbe(base: base, backend: m.backend, check: health.check) { [unowned self] input in
-                self.probeFinished(key, input)
+        var earliest: MonotonicInstant?
+        for (key, m) in members {
+            guard let active = m.active, let health = config.pools[m.pool].health else { continue }
+            let due = nextDue(m, active)
+            if due <= now && m.probes.count < 2 {
+                startProbe(key, m, health: health, now: now)
             }
-            m.probe = probe
-            probe.start(timeout: health.timeout)
+            let next = nextDue(m, active)
+            if m.probes.count < 2 && (earliest.map { next < $0 } ?? true) { earliest = next }
+        }
+        if let t = probeTimer, let earliest {
+            var tv = (earliest - now).timeval
+            event_add(t, &tv)
         }
     }
 
-    private func probeFinished(_ key: MemberKey, _ input: ActiveHealth.Input) {
-        guard let m = members[key], var active = m.active else { return }
-        m.probe = nil
+    /// When the member next needs a probe: its schedule, or sooner a hedge for a lone probe in flight.
+    private func nextDue(_ m: Member, _ active: ActiveHealth) -> MonotonicInstant {
+        guard m.probes.count == 1, let inFlight = m.probes.values.first else { return m.nextProbe }
+        return min(m.nextProbe, inFlight.started + active.settings.hedgeDelay)
+    }
+
+    private func startProbe(_ key: MemberKey, _ m: Member, health: HealthConfig, now: MonotonicInstant) {
+        probeSerial += 1
+        let serial = probeSerial
+        let probe = HealthProbe(base: base, backend: m.backend, check: health.check) { [unowned self] input in
+            self.probeFinished(key, serial, input)
+        }
+        m.probes[serial] = (probe, now)
+        if m.nextProbe <= now, var active = m.active {
+            m.nextProbe = active.nextProbe(after: now)
+            m.active = active
+        }
+        probe.start(timeout: health.timeout)
+    }
+
+    private func probeFinished(_ key: MemberKey, _ serial: Int, _ input: ActiveHealth.Input) {
+        guard let m = members[key], var active = m.active,
+              let finished = m.probes.removeValue(forKey: serial) else { return }
         let now = MonotonicInstant(nanoseconds: monotonicNanos())
+        let wasInTransition = active.isInTransition
         let transition = active.handle(input)
-        m.nextProbe = active.nextProbe(after: now)
+        if active.isInTransition && !wasInTransition {
+            // Counting towards a verdict: the next probe comes at the fast interval.
+            m.nextProbe = min(m.nextProbe, active.nextProbe(after: finished.started))
+        }
         m.active = active
         // Passing checks end an ejection (Envoy: successful_active_health_check_uneject_host): a
         // backend that was killed and restarted must not hold the cap's places for the rest of a
@@ -214,6 +258,7 @@ final class HealthMonitor {
                 metadata: ["pool": "\(config.pools[m.pool].name)", "backend": "\(m.backend.address)", "result": "\(input)"])
             reevaluate(now: now)
         }
+        runDueProbes(now: now)
     }
 
     // MARK: rotation
