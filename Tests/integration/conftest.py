@@ -22,6 +22,7 @@ class Stack:
         self.servers = []
         self.lbds: list[h.Lbd] = []
         self.refusers: list[h.RefusingPort] = []
+        self.dns_servers = []   # ConsulDNS and Bind9 fixtures, stopped in close()
 
     def backend(self, name="b1") -> Backend:
         b = Backend(name).start()
@@ -42,6 +43,21 @@ class Stack:
         r = h.RefusingPort()
         self.refusers.append(r)
         return r
+
+    def consul_dns(self, **kw):
+        """A started ConsulDNS (consuldns.py); `kw` go to its constructor (empty=, ttl=, ...)."""
+        from consuldns import ConsulDNS
+        d = ConsulDNS(**kw).start()
+        self.dns_servers.append(d)
+        return d
+
+    def bind9(self, **kw):
+        """A started, ready BIND9 `named` with a dynamic `consul.` zone (bind9.py)."""
+        from bind9 import Bind9
+        b = Bind9(**kw)
+        self.dns_servers.append(b)
+        b.start()
+        return b
 
     def lbd(self, pools: dict, listeners: list | None = None, **cfg_kw) -> h.Lbd:
         """Starts lbd for `pools`; default: one http listener `public` on a free port for pool `web`."""
@@ -70,6 +86,8 @@ class Stack:
             s.stop()
         for r in self.refusers:
             r.close()
+        for d in self.dns_servers:
+            (getattr(d, "close", None) or d.stop)()
 
     def report(self) -> str:
         out = []
