@@ -42,7 +42,7 @@ struct Run: ParsableCommand {
         logger.info("starting", metadata: ["version": "\(lbdVersion)", "config": "\(options.config)"])
         let server: Server
         do {
-            server = try Server(config: config, logger: logger, accessLogger: access)
+            server = try Server(config: config, configPath: options.config, logger: logger, accessLogger: access)
         } catch {
             logger.critical("startup failed", metadata: ["error": "\(error)"])
             throw ExitCode(1)

@@ -67,6 +67,14 @@ private let singleRuleCases: [(yaml: String, path: String, message: String)] = [
     ),
     (file("resolvers: {consul: {interval: 1s}}"), "resolvers.consul.nameservers", "required key is missing"),
     (
+        file("resolvers: {consul: {nameservers: [127.0.0.1:53], family: ipv5}}"), "resolvers.consul.family",
+        "must be one of ipv4, ipv6 (got 'ipv5')"
+    ),
+    (
+        file("resolvers: {consul: {nameservers: [127.0.0.1:53], hold: soon}}"), "resolvers.consul.hold",
+        "'soon' is not a duration; write a number and a unit (us, ms, s, m, h), e.g. 500ms"
+    ),
+    (
         file("resolvers: {'con sul': {nameservers: [127.0.0.1:53]}}"), "resolvers.con sul",
         "'con sul' is not a valid name; use letters, digits, '_', '.' and '-'"
     ),

@@ -161,10 +161,29 @@ struct ConfigTests {
         #expect(config.admin == AdminConfig(listen: address("127.0.0.1:9901"), tokenFile: nil))
         #expect(config.resolvers.first?.interval == .seconds(1))
         #expect(config.resolvers.first?.timeout == .milliseconds(500))
+        #expect(config.resolvers.first?.hold == .seconds(10))
+        #expect(config.resolvers.first?.family == .ipv4)
         let web = try #require(config.pool(named: "web"))
         #expect(web.groups.first?.source == .srv(name: "_web._tcp.service.consul", resolver: "consul", slots: 16))
         #expect(web.health == HealthConfig(check: .tcp, interval: .seconds(2), timeout: .seconds(1), rise: 2, fall: 3))
         #expect(config.pool(named: "api")?.health?.check == .http(path: "/", expect: 200))
+    }
+
+    @Test("resolver hold may be zero; family ipv6")
+    func resolverHoldAndFamily() throws {
+        let yaml = """
+            resolvers:
+              consul: { nameservers: ["[::1]:8600"], hold: 0s, family: ipv6, interval: 250ms }
+            pools:
+              web:
+                groups:
+                  main: { share: 100, srv: _web._tcp.service.consul, resolver: consul }
+            listeners:
+              - { name: public, bind: 127.0.0.1:8080, pool: web }
+            """
+        let r = try #require(try ConfigLoader.load(yaml: yaml, defaultWorkers: 1).resolvers.first)
+        #expect(r.hold == .zero && r.family == .ipv6 && r.interval == .milliseconds(250))
+        #expect(r.nameservers == [SocketAddress(host: "::1", port: 8600)])
     }
 
     @Test("defaultWorkers is clamped to 1...256", arguments: [(0, 1), (1, 1), (12, 12), (256, 256), (1000, 256)])

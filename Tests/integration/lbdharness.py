@@ -73,15 +73,17 @@ def listener(name, port, pool_name="web", mode="http", maxconn=10000) -> dict:
     return {"name": name, "bind": f"{HOST}:{port}", "mode": mode, "pool": pool_name, "maxconn": maxconn}
 
 
-def make_config(pools: dict, listeners: list, workers=2, timeouts=None, limits=None, log=None) -> dict:
+def make_config(pools: dict, listeners: list, workers=2, timeouts=None, limits=None, log=None, **top) -> dict:
+    """`top`: more top-level sections as they are written in the file (resolvers, state_file...)."""
     t = dict(DEFAULT_TIMEOUTS)
     t.update(timeouts or {})
     lim = dict(DEFAULT_LIMITS)
     lim.update(limits or {})
     lg = {"level": "info", "access_log": True}
     lg.update(log or {})
-    return {"workers": workers, "timeouts": t, "limits": lim, "log": lg, "pools": pools,
-            "listeners": listeners}
+    cfg = {"workers": workers, "timeouts": t, "limits": lim, "log": lg, "pools": pools, "listeners": listeners}
+    cfg.update(top)
+    return cfg
 
 
 def _scalar(v) -> str:

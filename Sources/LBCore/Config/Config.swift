@@ -132,10 +132,23 @@ public struct AdminConfig: Sendable, Hashable {
 }
 
 public struct ResolverConfig: Sendable, Hashable {
+    /// Which address an SRV target gets when DNS has both an A and an AAAA record for it.
+    public enum Family: String, Sendable, Hashable, CaseIterable {
+        case ipv4
+        case ipv6
+    }
     public var name: String
     public var nameservers: [SocketAddress]
+    /// Shortest time between two resolutions of one name (1s): the re-resolve time for TTL 0,
+    /// and the retry time after a failure. A longer TTL is honoured.
     public var interval: Duration
+    /// One attempt at one nameserver (500ms); then the next nameserver.
     public var timeout: Duration
+    /// A record missing from an answer keeps its template slot this long (10s), so it returns
+    /// to the same slot if it comes back.
+    public var hold: Duration = .seconds(10)
+    /// Preferred address family when a target has both (ipv4); the other is used when it is alone.
+    public var family: Family = .ipv4
 }
 
 /// Deadlines. Defaults in parentheses.

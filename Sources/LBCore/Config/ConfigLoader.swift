@@ -61,7 +61,12 @@ public enum ConfigLoader {
             let message = "cannot read config file '\(path)': \(reason)"
             throw ConfigError(problems: [ConfigProblem(path: "", message: message)])
         }
-        return try load(yaml: text, defaultWorkers: defaultWorkers)
+        var config = try load(yaml: text, defaultWorkers: defaultWorkers)
+        // Relative file paths in the config are relative to the config file's directory.
+        if let state = config.stateFile, !state.hasPrefix("/"), let slash = path.lastIndex(of: "/") {
+            config.stateFile = String(path[...slash]) + state
+        }
+        return config
     }
 
     /// One line for a Yams error: `line L, column C: problem (context)`, without the source snippet.

@@ -13,13 +13,15 @@ extension ConfigValidator {
     }
 
     /// A positive duration, `fallback` if absent; nil (and a problem) if malformed or not above zero.
-    mutating func duration(_ text: String?, at path: ConfigPath, default fallback: Duration) -> Duration? {
+    mutating func duration(
+        _ text: String?, at path: ConfigPath, default fallback: Duration, allowZero: Bool = false
+    ) -> Duration? {
         guard let text else { return fallback }
         guard let value = parseDuration(text) else {
             problems.add(path, "'\(text)' is not a duration; write a number and a unit (us, ms, s, m, h), e.g. 500ms")
             return nil
         }
-        guard value > .zero else {
+        guard value > .zero || (allowZero && value == .zero) else {
             problems.add(path, "\(text) must be greater than 0")
             return nil
         }

@@ -65,9 +65,18 @@ struct ConfigValidator {
         }
         let interval = duration(raw.interval, at: path.key("interval"), default: .seconds(1))
         let timeout = duration(raw.timeout, at: path.key("timeout"), default: .milliseconds(500))
+        let hold = duration(raw.hold, at: path.key("hold"), default: .seconds(10), allowZero: true)
+        var family = ResolverConfig.Family.ipv4
+        if let text = raw.family {
+            if let f = ResolverConfig.Family(rawValue: text) {
+                family = f
+            } else {
+                problems.add(path.key("family"), "must be one of ipv4, ipv6 (got '\(text)')")
+            }
+        }
         return ResolverConfig(
             name: entry.name, nameservers: servers, interval: interval ?? .seconds(1),
-            timeout: timeout ?? .milliseconds(500))
+            timeout: timeout ?? .milliseconds(500), hold: hold ?? .seconds(10), family: family)
     }
 
     private mutating func validateListeners(_ raw: [RawListener]?, poolNames: [String]?) -> [ListenerConfig] {

@@ -49,13 +49,15 @@ struct RawAdmin {
     var tokenFile: String?
 }
 
-/// `resolvers.NAME: { nameservers, interval, timeout }`
+/// `resolvers.NAME: { nameservers, interval, timeout, hold, family }`
 struct RawResolver {
     /// Address texts in file order, nil for an item of the wrong shape; the list is nil if the key
     /// is missing (all already reported).
     var nameservers: [String?]?
     var interval: String?
     var timeout: String?
+    var hold: String?
+    var family: String?
 }
 
 /// `timeouts: { ... }`, every value a duration text.

@@ -90,7 +90,7 @@ struct RawConfigDecoder {
     }
 
     private mutating func decodeResolver(_ node: Node, at path: ConfigPath) -> RawResolver {
-        guard let fields = reader.fields(node, at: path, allowed: ["nameservers", "interval", "timeout"]) else {
+        guard let fields = reader.fields(node, at: path, allowed: ["nameservers", "interval", "timeout", "hold", "family"]) else {
             return RawResolver()
         }
         reader.require("nameservers", in: fields)
@@ -100,7 +100,8 @@ struct RawConfigDecoder {
         }
         return RawResolver(
             nameservers: servers, interval: reader.text("interval", in: fields),
-            timeout: reader.text("timeout", in: fields))
+            timeout: reader.text("timeout", in: fields), hold: reader.text("hold", in: fields),
+            family: reader.text("family", in: fields))
     }
 
     private mutating func decodePool(_ node: Node, at path: ConfigPath) -> RawPool {

@@ -23,8 +23,12 @@ final class HealthMonitor {
     private final class Member {
         let backend: Backend
         let pool: Int
-        let group: Int
-        let weight: Int
+        var group: Int
+        var weight: Int
+        /// No longer listed by its group's source after a reload or a source swap; serves only
+        /// until a member of the new source is usable (make before break).
+        var leaving = false
+        var priority = 0
         var active: ActiveHealth?
         var passive: PassiveHealth
         /// Passed its checks at least once (always true without active checks).
@@ -55,8 +59,19 @@ final class HealthMonitor {
         }
     }
 
+    /// A member as the group's source (static list or discovery) gives it.
+    struct GroupEntry {
+        let backend: Backend
+        let weight: Int
+        /// SRV priority: the lowest value present is primary; higher ones are backups, in rotation
+        /// only while no primary is. Static members are all 0.
+        let priority: Int
+    }
+
     private let base: OpaquePointer
-    private let config: LBConfig
+    private var config: LBConfig
+    private let registry: BackendRegistry
+    private var seed: UInt64 = 0x4845_414C_5448
     private let logger: Logger
     private var members: [MemberKey: Member] = [:]
     /// Member keys per pool and group, in config order.
@@ -76,36 +91,19 @@ final class HealthMonitor {
     init(base: OpaquePointer, config: LBConfig, registry: BackendRegistry, logger: Logger) {
         self.base = base
         self.config = config
+        self.registry = registry
         self.logger = logger
         hooks = HealthHooks(config: config, logger: logger)
         let now = MonotonicInstant(nanoseconds: monotonicNanos())
-        var seed: UInt64 = 0x4845_414C_5448
+        layout = config.pools.map { pool in pool.groups.map { _ in [] } }
         for (pi, pool) in config.pools.enumerated() {
-            var groups: [[MemberKey]] = []
             for (gi, group) in pool.groups.enumerated() {
-                var keys: [MemberKey] = []
-                if case .staticBackends(let list) = group.source {
-                    for b in list {
-                        guard let backend = registry.backend(for: b.address) else { continue }
-                        seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-                        let active = pool.health.map {
-                            ActiveHealth(
-                                settings: .init(interval: $0.interval, timeout: $0.timeout, rise: $0.rise, fall: $0.fall),
-                                seed: seed)
-                        }
-                        let key = MemberKey(pool: pi, backend: backend.id)
-                        let m = Member(
-                            backend: backend, pool: pi, group: gi, weight: b.weight, active: active,
-                            passive: PassiveHealth(policy: pool.passive.policy), now: now)
-                        // First probes right away (spread over 50 ms), so a starting lbd fills its pools fast.
-                        m.nextProbe = now + .milliseconds(Int64(seed % 50))
-                        members[key] = m
-                        keys.append(key)
-                    }
+                guard case .staticBackends(let list) = group.source else { continue }
+                let entries = list.compactMap { b in
+                    registry.backend(for: b.address).map { GroupEntry(backend: $0, weight: b.weight, priority: 0) }
                 }
-                groups.append(keys)
+                place(entries, pool: pi, group: gi, now: now)
             }
-            layout.append(groups)
         }
         _ = evaluate(now: now, log: false)
     }
@@ -142,6 +140,118 @@ final class HealthMonitor {
                 })
         }
         return RuntimeSnapshot(generation: generation, pools: pools)
+    }
+
+    /// Sets a group's members (discovery calls this on every change). Members that stay keep
+    /// their health state, probes and counters; new ones start down until they pass their checks
+    /// (up at once without active checks); members no longer listed leave rotation now, while
+    /// requests in flight on them finish. Republishes when rotation changed.
+    /// With `makeBeforeBreak` (a reload or a swap of the group's source), members no longer listed
+    /// keep serving until a listed one is usable, so a swap never leaves the group empty.
+    func replaceMembers(pool pi: Int, group gi: Int, with entries: [GroupEntry], makeBeforeBreak: Bool = false) {
+        let now = MonotonicInstant(nanoseconds: monotonicNanos())
+        place(entries, pool: pi, group: gi, now: now, makeBeforeBreak: makeBeforeBreak)
+        registry.retain(only: Set(members.values.map(\.backend.id)))
+        reevaluate(now: now)
+        runDueProbes(now: now)
+    }
+
+    private func place(
+        _ entries: [GroupEntry], pool pi: Int, group gi: Int, now: MonotonicInstant, makeBeforeBreak: Bool = false
+    ) {
+        let pool = config.pools[pi]
+        var keys: [MemberKey] = []
+        for e in entries {
+            let key = MemberKey(pool: pi, backend: e.backend.id)
+            if let m = members[key] {
+                guard m.group == gi else {
+                    logger.warning(
+                        "backend listed in two groups of one pool; kept in the first",
+                        metadata: ["pool": "\(pool.name)", "backend": "\(e.backend.address)"])
+                    continue
+                }
+                m.weight = e.weight
+                m.priority = e.priority
+                m.leaving = false
+            } else {
+                seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                let active = pool.health.map {
+                    ActiveHealth(
+                        settings: .init(interval: $0.interval, timeout: $0.timeout, rise: $0.rise, fall: $0.fall),
+                        seed: seed)
+                }
+                let m = Member(
+                    backend: e.backend, pool: pi, group: gi, weight: e.weight, active: active,
+                    passive: PassiveHealth(policy: pool.passive.policy), now: now)
+                m.priority = e.priority
+                // First probes right away (spread over 50 ms), so new members join fast.
+                m.nextProbe = now + .milliseconds(Int64(seed % 50))
+                members[key] = m
+            }
+            if !keys.contains(key) { keys.append(key) }
+        }
+        let kept = Set(keys)
+        for old in layout[pi][gi] where !kept.contains(old) {
+            if makeBeforeBreak, let m = members[old] {
+                m.leaving = true
+                keys.append(old)
+            } else {
+                // Dropping the member drops its probes too (their deinit closes the connections).
+                members[old] = nil
+            }
+        }
+        layout[pi][gi] = keys
+    }
+
+    /// Takes a reloaded config whose pools are the same, by name and order, as the running one
+    /// (the caller checks). Groups are matched by name: a kept group keeps its members and their
+    /// health; static groups get their new lists (make before break); SRV groups get theirs from
+    /// discovery. Shares, health and ejection settings apply from now on.
+    func reconfigure(_ new: LBConfig) {
+        let now = MonotonicInstant(nanoseconds: monotonicNanos())
+        let old = config
+        config = new
+        var newLayout: [[[MemberKey]]] = []
+        for (pi, pool) in new.pools.enumerated() {
+            var groups: [[MemberKey]] = []
+            for (gi, group) in pool.groups.enumerated() {
+                let keys = old.pools[pi].groups.firstIndex { $0.name == group.name }.map { layout[pi][$0] } ?? []
+                for key in keys { members[key]?.group = gi }
+                groups.append(keys)
+            }
+            // Members of groups that are gone leave now.
+            let keptKeys = Set(groups.joined())
+            for keys in layout[pi] { for key in keys where !keptKeys.contains(key) { members[key] = nil } }
+            newLayout.append(groups)
+            if pool.health != old.pools[pi].health {
+                for key in groups.joined() {
+                    guard let m = members[key] else { continue }
+                    seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                    m.active = pool.health.map {
+                        ActiveHealth(
+                            settings: .init(interval: $0.interval, timeout: $0.timeout, rise: $0.rise, fall: $0.fall),
+                            initial: m.active?.status ?? .up, seed: seed)
+                    }
+                    if m.active == nil { m.everUp = true }
+                    m.nextProbe = now
+                }
+            }
+        }
+        layout = newLayout
+        for (pi, pool) in new.pools.enumerated() {
+            for (gi, group) in pool.groups.enumerated() {
+                guard case .staticBackends(let list) = group.source else { continue }
+                let entries = list.compactMap { b in
+                    registry.backend(for: b.address).map { GroupEntry(backend: $0, weight: b.weight, priority: 0) }
+                }
+                place(entries, pool: pi, group: gi, now: now, makeBeforeBreak: true)
+            }
+        }
+        registry.retain(only: Set(members.values.map(\.backend.id)))
+        generation += 1
+        _ = evaluate(now: now, log: true)
+        publish?(snapshot())
+        runDueProbes(now: now)
     }
 
     // MARK: events
@@ -275,7 +385,17 @@ final class HealthMonitor {
         var changed = false
         for (pi, pool) in config.pools.enumerated() {
             var event: (kind: String, backend: String, state: String)?
-            for (gi, keys) in layout[pi].enumerated() {
+            for (gi, allKeys) in layout[pi].enumerated() {
+                // Make before break: members leaving after a swap go once a listed one is usable.
+                var keys = allKeys
+                let leaving = keys.filter { members[$0]?.leaving == true }
+                if !leaving.isEmpty,
+                   keys.contains(where: { members[$0].map { !$0.leaving && $0.everUp && $0.active?.status != .down } ?? false }) {
+                    for key in leaving { members[key] = nil }
+                    keys.removeAll { members[$0] == nil }
+                    layout[pi][gi] = keys
+                    changed = true
+                }
                 let group = keys.compactMap { members[$0] }
                 let candidates = group.filter(\.everUp).map { m in
                     let down = m.active?.status == .down
@@ -315,9 +435,14 @@ final class HealthMonitor {
                         if log { logger.notice("group no longer capped", metadata: ["pool": "\(pool.name)", "group": "\(pool.groups[gi].name)"]) }
                     }
                 }
+                // SRV priorities: only the lowest priority with a usable member serves; higher
+                // ones are backups, in rotation only while no member of a lower priority is usable.
+                let usable = group.filter { $0.everUp && !decision.out.contains($0.backend.id) }
+                let serving = usable.map(\.priority).min()
                 for m in group {
-                    let inRotation = m.everUp && !decision.out.contains(m.backend.id)
-                    let label = inRotation ? "up" : (m.everUp && m.passive.isEjected(at: now) ? "ejected" : "down")
+                    let usable = m.everUp && !decision.out.contains(m.backend.id)
+                    let inRotation = usable && m.priority == serving
+                    let label = inRotation ? "up" : usable ? "standby" : (m.everUp && m.passive.isEjected(at: now) ? "ejected" : "down")
                     if inRotation && !m.inRotation { m.upSince = now }
                     let weight = inRotation
                         ? SlowStart.weight(m.weight, upSince: m.upSince, now: now, window: pool.slowStart) : 0
@@ -353,7 +478,7 @@ extension HealthMonitor {
                 guard let m = members[key] else { continue }
                 s.members += 1
                 switch m.label {
-                case "up": s.up += 1
+                case "up", "standby": s.up += 1
                 case "ejected": s.ejected += 1
                 default: s.down += 1
                 }

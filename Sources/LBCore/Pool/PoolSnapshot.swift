@@ -80,6 +80,12 @@ final class BackendRegistry {
         byAddress[address] = b
         return b
     }
+
+    /// Forgets every backend whose id is not in `ids` (discovery removed it for good), so a pool
+    /// that churns through addresses keeps a flat registry. Workers still holding one finish with it.
+    func retain(only ids: Set<Int>) {
+        byAddress = byAddress.filter { ids.contains($0.value.id) }
+    }
 }
 
 /// The current snapshot and its generation, written by the control loop, read by workers on a doorbell.

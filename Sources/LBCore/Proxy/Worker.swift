@@ -168,7 +168,10 @@ final class Worker: @unchecked Sendable {
     }
 
     func pick(poolIndex: Int, excluding: [Int]) -> Backend? {
-        pickers[poolIndex].pick(excluding: excluding)
+        // A new snapshot may be published while this loop has not yet run its doorbell (an accept
+        // can come first in the same turn): one relaxed load here means every pick sees the latest.
+        if shared.store.generation.load(ordering: .relaxed) != snapshot.generation { refreshSnapshot() }
+        return pickers[poolIndex].pick(excluding: excluding)
     }
 
     func register(_ s: Session) { sessions[ObjectIdentifier(s)] = s }
@@ -220,12 +223,16 @@ final class Worker: @unchecked Sendable {
 
     // MARK: doorbell, drain
 
-    private func handleDoorbell() {
+    private func refreshSnapshot() {
         let gen = shared.store.generation.load(ordering: .acquiring)
         if gen != snapshot.generation {
             snapshot = shared.store.load()
             rebuildPickers()
         }
+    }
+
+    private func handleDoorbell() {
+        refreshSnapshot()
         if shared.draining.load(ordering: .acquiring) && !isDraining { beginDrain() }
     }
 

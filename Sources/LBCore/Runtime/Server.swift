@@ -13,10 +13,14 @@ import CLibevent
 import Logging
 
 public final class Server {
-    private let config: LBConfig
+    /// The running config; a reload replaces its pools and resolvers.
+    private var config: LBConfig
+    /// Where SIGHUP reloads from; nil: reload is off.
+    private let configPath: String?
     private let shared: ServerShared
     private let registry = BackendRegistry()
     private var health: HealthMonitor?
+    private var discovery: Discovery?
     private var workers: [Worker] = []
     private let controlBase: OpaquePointer
     private var signalEvents: [OpaquePointer] = []
@@ -26,8 +30,9 @@ public final class Server {
     public let logger: Logger
 
     /// Builds workers and binds every listener. Throws on a bind failure (address in use…).
-    public init(config: LBConfig, logger: Logger, accessLogger: Logger?) throws(SystemCallError) {
+    public init(config: LBConfig, configPath: String? = nil, logger: Logger, accessLogger: Logger?) throws(SystemCallError) {
         self.config = config
+        self.configPath = configPath
         self.logger = logger
         signal(SIGPIPE, SIG_IGN)
         evthread_use_pthreads()
@@ -36,6 +41,8 @@ public final class Server {
         let monitor = HealthMonitor(base: cb, config: config, registry: registry, logger: logger)
         health = monitor
         let reports = monitor.start()
+        let discovery = Discovery(base: cb, config: config, monitor: monitor, registry: registry, logger: logger)
+        self.discovery = discovery
         let store = SnapshotStore(monitor.snapshot())
         shared = ServerShared(
             config: config, store: store, logger: logger, accessLogger: accessLogger, healthReports: reports)
@@ -46,6 +53,7 @@ public final class Server {
             store.publish(snapshot)
             for w in self.workers { w.wake() }
         }
+        discovery.start(base: cb)
     }
 
     /// Runs until a graceful shutdown completes. Returns the process exit code.
@@ -82,9 +90,67 @@ public final class Server {
     private func signalReceived(_ sig: Int32) {
         switch sig {
         case SIGHUP:
-            logger.warning("SIGHUP: configuration reload is not implemented yet; still serving the loaded config")
+            reload()
         default:
             beginDrain()
+        }
+    }
+
+    /// SIGHUP: loads and validates the whole file first; a file with problems changes nothing.
+    /// Pools (groups, sources, shares, weights, health) and resolvers apply live with no dropped
+    /// connection; settings read only at start are reported as needing a restart.
+    private func reload() {
+        guard let path = configPath, let monitor = health, let discovery else { return }
+        let new: LBConfig
+        do {
+            new = try ConfigLoader.load(path: path, defaultWorkers: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))))
+        } catch {
+            logger.error(
+                "reload rejected; still serving the previous config",
+                metadata: ["path": "\(path)", "problems": "\(error.problems.count)"])
+            for p in error.problems {
+                logger.error("reload problem", metadata: ["at": "\(p.path)", "problem": "\(p.message)"])
+            }
+            return
+        }
+        guard new.pools.map(\.name) == config.pools.map(\.name) else {
+            logger.error(
+                "reload rejected: pools were added or removed, which needs a restart; still serving the previous config",
+                metadata: ["running": "\(config.pools.map(\.name))", "file": "\(new.pools.map(\.name))"])
+            return
+        }
+        var restartOnly: [String] = []
+        if new.workers != config.workers { restartOnly.append("workers") }
+        if new.listeners != config.listeners { restartOnly.append("listeners") }
+        if new.timeouts != config.timeouts { restartOnly.append("timeouts") }
+        if new.limits != config.limits { restartOnly.append("limits") }
+        if new.log != config.log { restartOnly.append("log") }
+        if new.admin != config.admin { restartOnly.append("admin") }
+        if new.stateFile != config.stateFile { restartOnly.append("state_file") }
+        for (old, pool) in zip(config.pools, new.pools) {
+            if old.hooks != pool.hooks { restartOnly.append("pools.\(pool.name).hooks") }
+            if old.passive != pool.passive { restartOnly.append("pools.\(pool.name).passive") }
+            if old.retryBudget != pool.retryBudget { restartOnly.append("pools.\(pool.name).retry_budget") }
+        }
+        var changed: [String] = []
+        for (old, pool) in zip(config.pools, new.pools) where old != pool {
+            let groups = pool.groups.filter { g in old.groups.first { $0.name == g.name } != g }.map(\.name)
+            let gone = old.groups.filter { g in !pool.groups.contains { $0.name == g.name } }.map(\.name)
+            changed.append("\(pool.name)(changed groups: \(groups.joined(separator: " ")); removed groups: \(gone.joined(separator: " ")))")
+        }
+        if new.resolvers != config.resolvers { changed.append("resolvers") }
+        var applied = config
+        applied.pools = new.pools
+        applied.resolvers = new.resolvers
+        config = applied
+        monitor.reconfigure(applied)
+        discovery.reconfigure(applied)
+        logger.notice(
+            "reloaded", metadata: ["path": "\(path)", "changed": "\(changed.isEmpty ? "nothing" : changed.joined(separator: ", "))"])
+        if !restartOnly.isEmpty {
+            logger.warning(
+                "reload: settings read only at start were not applied; restart to apply them",
+                metadata: ["settings": "\(restartOnly.joined(separator: ","))"])
         }
     }
 
