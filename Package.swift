@@ -34,6 +34,7 @@ let package = Package(
             name: "lbd",
             dependencies: ["LBCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "LBCoreTests", dependencies: ["LBCore"]),
+        .testTarget(name: "DNSResolverTests", dependencies: ["DNSResolver"]),
     ],
     swiftLanguageModes: [.v6]
 )
