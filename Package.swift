@@ -35,6 +35,9 @@ let package = Package(
             dependencies: ["LBCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "LBCoreTests", dependencies: ["LBCore"]),
         .testTarget(name: "DNSResolverTests", dependencies: ["DNSResolver"]),
+        // libFuzzer target for the DNS codec (scripts/fuzz-dns); a plain build is a replay tool.
+        .executableTarget(
+            name: "FuzzDNS", dependencies: ["DNSResolver"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -227,7 +227,7 @@ class Backend:
         self.name = name
         self.fail_health = fail_health  # GET /health answers 500 while set (settable at runtime)
         self.host = host
-        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.lsock.bind((host, port))
         self.lsock.listen(512)

@@ -204,6 +204,23 @@ def test_more_records_than_slots_overflow_is_counted(stack):
     assert len(c) == 8 and all(k.startswith("o") for k in c), c
 
 
+def test_ipv6_addr_target_with_aaaa_is_reached_over_ipv6(stack):
+    """Consul names an IPv6 service address by 32 hex digits (`...0001.addr.dc1.consul.`) with an
+    AAAA record in the additional section: lbd connects to [::1]."""
+    from backend import Backend
+    try:
+        b = Backend("v6", host="::1").start()
+    except OSError as e:
+        pytest.skip(f"no IPv6 loopback: {e}")
+    stack.backends.append(b)
+    dns = stack.consul_dns()
+    dns.set_service("web", [("node-v6", "::1", b.port, 1)])
+    lbd = stack.lbd({"web": srv_pool()}, resolvers=resolver(dns))
+    wait_until(lambda: one(lbd.port) == (200, "v6"), 5, what="a 200 from the IPv6 backend\n" + lbd.stderr())
+    added = events(lbd, "discovery added backends")[0]["added"]
+    assert added == f"{'0' * 31}1.addr.dc1.consul.:{b.port}", added
+
+
 # ---------------------------------------------------------------------------------------------
 # Changes under load
 
