@@ -153,12 +153,15 @@ def test_twenty_instances_found_in_two_cycles_and_shuffles_change_nothing(stack)
     c = served_by(lbd.port, 200)
     assert set(c) == {b.name for b in backends} and set(c.values()) == {10}, c
 
-    # Shuffled answers for 4 s (about 20 resolutions): not one add or remove after the first.
+    # Shuffled answers for SHUFFLE_SECONDS (default 4, about 20 resolutions): not one add or
+    # remove after the first.
+    seconds = float(os.environ.get("SHUFFLE_SECONDS", "4"))
     adds_before = len(events(lbd, "discovery added backends"))
     n_before = len([q for q in dns.queries() if q.qtype == "SRV"])
-    time.sleep(4)
+    time.sleep(seconds)
     resolutions = len([q for q in dns.queries() if q.qtype == "SRV"]) - n_before
-    assert resolutions >= 10, f"only {resolutions} SRV queries in 4 s with a {INTERVAL_MS} ms floor"
+    print(f"{resolutions} shuffled resolutions in {seconds:.0f}s: no membership change")
+    assert resolutions >= 2.5 * seconds, f"only {resolutions} SRV queries in {seconds}s with a {INTERVAL_MS} ms floor"
     assert len(events(lbd, "discovery added backends")) == adds_before
     assert events(lbd, "discovery removed backends") == []
     assert events(lbd, "discovery updated backends") == []

@@ -10,7 +10,6 @@ import Logging
 
 final class Discovery {
     private let base: OpaquePointer
-    private var config: LBConfig
     private let monitor: HealthMonitor
     private let registry: BackendRegistry
     private let logger: Logger
@@ -25,7 +24,6 @@ final class Discovery {
 
     init(base: OpaquePointer, config: LBConfig, monitor: HealthMonitor, registry: BackendRegistry, logger: Logger) {
         self.base = base
-        self.config = config
         self.monitor = monitor
         self.registry = registry
         self.logger = logger
@@ -95,7 +93,6 @@ final class Discovery {
     /// old members make-before-break.
     func reconfigure(_ new: LBConfig) {
         let old = groups
-        config = new
         groups = makeGroups(new, saved: PersistedState(), keeping: old)
         for g in old where !groups.contains(where: { $0 === g }) { g.stop() }
         for g in groups where !old.contains(where: { $0 === g }) { g.start(base: base) }

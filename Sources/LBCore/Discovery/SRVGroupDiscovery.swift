@@ -36,6 +36,8 @@ final class SRVGroupDiscovery {
     private var lookupTTL: UInt32 = .max
     private var answer: (targets: [SRVTarget], ttl: UInt32)?
     private var jitter = SplitMix64(seed: UInt64.random(in: 0...UInt64.max))
+    // State and counters kept for the operations issue's API and /metrics (staleness gauge,
+    // resolutions and failures); logged meanwhile.
     /// When the last resolution succeeded; nil before the first.
     private(set) var lastSuccess: MonotonicInstant?
     /// Since when resolutions fail (nil while they succeed): the last good set is stale.
