@@ -254,6 +254,50 @@ final class HealthMonitor {
         runDueProbes(now: now)
     }
 
+    /// One member as the admin API shows it.
+    struct MemberStatus {
+        let address: SocketAddress
+        let weight: Int
+        let effectiveWeight: Int
+        let inRotation: Bool
+        /// up, standby, down, ejected, new.
+        let state: String
+        /// Active checks: up / down, or nil without checks.
+        let checks: ActiveHealth.Status?
+        let successes: Int
+        let failures: Int
+        let ejections: Int
+        let inFlight: Int
+        let leaving: Bool
+    }
+
+    /// Members by pool and group (config order), and whether each group is capped.
+    func status() -> [[(members: [MemberStatus], capped: Bool)]] {
+        var out: [[(members: [MemberStatus], capped: Bool)]] = []
+        for (pi, groups) in layout.enumerated() {
+            var row: [(members: [MemberStatus], capped: Bool)] = []
+            for (gi, keys) in groups.enumerated() {
+                var list: [MemberStatus] = []
+                for key in keys {
+                    guard let m = members[key] else { continue }
+                    let successes: Int = m.active?.consecutiveSuccesses ?? 0
+                    let failures: Int = m.active?.consecutiveFailures ?? 0
+                    let inFlight: Int = m.backend.inFlight.load(ordering: .relaxed)
+                    list.append(MemberStatus(
+                        address: m.backend.address, weight: m.weight, effectiveWeight: m.effectiveWeight,
+                        inRotation: m.inRotation, state: m.label, checks: m.active?.status,
+                        successes: successes, failures: failures, ejections: m.passive.ejections,
+                        inFlight: inFlight, leaving: m.leaving))
+                }
+                row.append((list, cappedGroups.contains([pi, gi])))
+            }
+            out.append(row)
+        }
+        return out
+    }
+
+    var currentConfig: LBConfig { config }
+
     // MARK: events
 
     private static let onTick: event_callback_fn = { _, _, ctx in

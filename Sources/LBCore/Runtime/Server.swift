@@ -21,6 +21,9 @@ public final class Server {
     private let registry = BackendRegistry()
     private var health: HealthMonitor?
     private var discovery: Discovery?
+    private var admin: AdminServer?
+    private var reloadsOK = 0
+    private var reloadsRejected = 0
     private var workers: [Worker] = []
     private let controlBase: OpaquePointer
     private var signalEvents: [OpaquePointer] = []
@@ -54,6 +57,18 @@ public final class Server {
             for w in self.workers { w.wake() }
         }
         discovery.start(base: cb)
+        if let adminConfig = config.admin {
+            let views = AdminViews(monitor: monitor, discovery: discovery) { [unowned self] in
+                (self.reloadsOK, self.reloadsRejected)
+            }
+            let server = AdminServer(base: cb, logger: logger, routes: [
+                "/healthz": .init(contentType: "text/plain") { "ok\n" },
+                "/metrics": .init(contentType: "text/plain; version=0.0.4") { views.metrics() },
+                "/v1/pools": .init(contentType: "application/json") { views.poolsJSON() },
+            ])
+            try server.start(adminConfig)
+            admin = server
+        }
     }
 
     /// Runs until a graceful shutdown completes. Returns the process exit code.
@@ -111,12 +126,14 @@ public final class Server {
             for p in error.problems {
                 logger.error("reload problem", metadata: ["at": "\(p.path)", "problem": "\(p.message)"])
             }
+            reloadsRejected += 1
             return
         }
         guard new.pools.map(\.name) == config.pools.map(\.name) else {
             logger.error(
                 "reload rejected: pools were added or removed, which needs a restart; still serving the previous config",
                 metadata: ["running": "\(config.pools.map(\.name))", "file": "\(new.pools.map(\.name))"])
+            reloadsRejected += 1
             return
         }
         var restartOnly: [String] = []
@@ -145,6 +162,7 @@ public final class Server {
         config = applied
         monitor.reconfigure(applied)
         discovery.reconfigure(applied)
+        reloadsOK += 1
         logger.notice(
             "reloaded", metadata: ["path": "\(path)", "changed": "\(changed.isEmpty ? "nothing" : changed.joined(separator: ", "))"])
         if !restartOnly.isEmpty {
