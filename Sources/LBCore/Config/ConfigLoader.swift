@@ -47,8 +47,8 @@ public enum ConfigLoader {
 
     /// Reads the file at `path` and loads it with ``load(yaml:defaultWorkers:)``.
     ///
-    /// Relative paths inside the file (`state_file`, `admin.token_file`) are returned as written;
-    /// resolving them against the config's directory is the caller's choice.
+    /// Relative paths inside the file (`state_file`, `admin.token_file`) are resolved against the
+    /// config file's directory.
     ///
     /// - Throws: ``ConfigError``. A file that cannot be opened or read, or is not UTF-8, is one
     ///   problem with path `""` naming the file and the reason.
@@ -63,8 +63,10 @@ public enum ConfigLoader {
         }
         var config = try load(yaml: text, defaultWorkers: defaultWorkers)
         // Relative file paths in the config are relative to the config file's directory.
-        if let state = config.stateFile, !state.hasPrefix("/"), let slash = path.lastIndex(of: "/") {
-            config.stateFile = String(path[...slash]) + state
+        if let slash = path.lastIndex(of: "/") {
+            let dir = String(path[...slash])
+            if let state = config.stateFile, !state.hasPrefix("/") { config.stateFile = dir + state }
+            if let token = config.admin?.tokenFile, !token.hasPrefix("/") { config.admin?.tokenFile = dir + token }
         }
         return config
     }

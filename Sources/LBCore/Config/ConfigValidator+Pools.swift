@@ -188,3 +188,29 @@ private func isDNSName(_ name: String) -> Bool {
 private func isRequestTarget(_ text: String) -> Bool {
     text.hasPrefix("/") && text.unicodeScalars.allSatisfy { (0x21...0x7E).contains($0.value) }
 }
+
+extension ConfigValidator {
+    /// A group source given through the admin API, checked by the same rules as the file's:
+    /// addresses, weights, slots, the SRV name and its resolver, and that no address is already
+    /// listed by another static group of the pool. Problems are named by path under `at`.
+    static func validateSource(
+        _ raw: RawGroupSource, group: String, in pool: PoolConfig, resolverNames: [String], at path: ConfigPath
+    ) -> (source: GroupSource?, problems: [ConfigProblem]) {
+        var validator = ConfigValidator(defaultWorkers: 1)
+        var firstUse: [SocketAddress: ConfigPath] = [:]
+        for other in pool.groups where other.name != group {
+            if case .staticBackends(let list) = other.source {
+                for b in list { firstUse[b.address] = ConfigPath.root.key("groups").key(other.name) }
+            }
+        }
+        let source: GroupSource
+        switch raw {
+        case .staticBackends(let list):
+            source = validator.validateStatic(list, at: path.key("static"), firstUse: &firstUse)
+        case .srv(let name, let resolver, let slots):
+            source = validator.validateSRV(name: name, resolver: resolver, slots: slots, at: path, resolverNames: resolverNames)
+        }
+        let problems = validator.problems.problems
+        return (problems.isEmpty ? source : nil, problems)
+    }
+}

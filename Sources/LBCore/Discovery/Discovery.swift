@@ -13,7 +13,7 @@ final class Discovery {
     private let monitor: HealthMonitor
     private let registry: BackendRegistry
     private let logger: Logger
-    private let stateFile: StateFile?
+    private let store: StateStore
     /// A resolver's DNS client, remembered with the settings it was made for.
     private struct ResolverClient {
         let resolver: ResolverConfig
@@ -22,19 +22,16 @@ final class Discovery {
     private var clients: [String: ResolverClient] = [:]
     private(set) var groups: [SRVGroupDiscovery] = []
 
-    init(base: OpaquePointer, config: LBConfig, monitor: HealthMonitor, registry: BackendRegistry, logger: Logger) {
+    init(
+        base: OpaquePointer, config: LBConfig, monitor: HealthMonitor, registry: BackendRegistry, store: StateStore,
+        logger: Logger
+    ) {
         self.base = base
         self.monitor = monitor
         self.registry = registry
+        self.store = store
         self.logger = logger
-        stateFile = config.stateFile.map { StateFile(path: $0) }
-        var saved = PersistedState()
-        if let stateFile {
-            let (state, problem) = stateFile.load()
-            if let problem { logger.error("state file not used", metadata: ["problem": "\(problem)"]) }
-            if let state { saved = state }
-        }
-        groups = makeGroups(config, saved: saved, keeping: [])
+        groups = makeGroups(config, saved: store.state, keeping: [])
         for g in groups where !g.records.isEmpty {
             logger.notice(
                 "restored the last good set from the state file",
@@ -126,10 +123,10 @@ final class Discovery {
     }
 
     private func save() {
-        guard let stateFile else { return }
-        var state = PersistedState()
+        guard store.isPersistent else { return }
+        store.state.discovery = [:]
         for g in groups {
-            state.discovery["\(g.poolName)/\(g.groupName)"] = PersistedGroup(
+            store.state.discovery["\(g.poolName)/\(g.groupName)"] = PersistedGroup(
                 srv: g.srvName,
                 slots: g.slots.present.map {
                     PersistedSlot(
@@ -137,10 +134,6 @@ final class Discovery {
                         host: $0.record.address.host, weight: $0.record.weight, priority: $0.record.priority)
                 })
         }
-        do {
-            try stateFile.save(state)
-        } catch {
-            logger.error("cannot write the state file", metadata: ["path": "\(stateFile.path)", "error": "\(error)"])
-        }
+        store.save()
     }
 }

@@ -24,7 +24,11 @@ final class HealthMonitor {
         let backend: Backend
         let pool: Int
         var group: Int
+        /// The weight its source gives it; `weight` is this or the admin override.
+        var sourceWeight: Int
         var weight: Int
+        /// The admin state (ready, drain, maint) set through the admin API.
+        var admin = AdminState.ready
         /// No longer listed by its group's source after a reload or a source swap; serves only
         /// until a member of the new source is usable (make before break).
         var leaving = false
@@ -50,6 +54,7 @@ final class HealthMonitor {
             self.backend = backend
             self.pool = pool
             self.group = group
+            self.sourceWeight = weight
             self.weight = weight
             self.active = active
             self.passive = passive
@@ -87,10 +92,13 @@ final class HealthMonitor {
     /// Called with each new snapshot to publish.
     var publish: ((RuntimeSnapshot) -> Void)?
     private let hooks: HealthHooks
+    /// Admin overrides of backends (weights, admin states); they apply to members only.
+    private var overrides = AdminOverrides()
 
-    init(base: OpaquePointer, config: LBConfig, registry: BackendRegistry, logger: Logger) {
+    init(base: OpaquePointer, config: LBConfig, registry: BackendRegistry, logger: Logger, overrides: AdminOverrides = AdminOverrides()) {
         self.base = base
         self.config = config
+        self.overrides = overrides
         self.registry = registry
         self.logger = logger
         hooks = HealthHooks(config: config, logger: logger)
@@ -170,9 +178,10 @@ final class HealthMonitor {
                         metadata: ["pool": "\(pool.name)", "backend": "\(e.backend.address)"])
                     continue
                 }
-                m.weight = e.weight
+                m.sourceWeight = e.weight
                 m.priority = e.priority
                 m.leaving = false
+                applyOverride(m, now: now)
             } else {
                 seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
                 let active = pool.health.map {
@@ -184,6 +193,7 @@ final class HealthMonitor {
                     backend: e.backend, pool: pi, group: gi, weight: e.weight, active: active,
                     passive: PassiveHealth(policy: pool.passive.policy), now: now)
                 m.priority = e.priority
+                applyOverride(m, now: now)
                 // First probes right away (spread over 50 ms), so new members join fast.
                 m.nextProbe = now + .milliseconds(Int64(seed % 50))
                 members[key] = m
@@ -203,14 +213,43 @@ final class HealthMonitor {
         layout[pi][gi] = keys
     }
 
+    /// Applies new admin overrides of backends (weights, admin states) and republishes.
+    func setOverrides(_ new: AdminOverrides) {
+        overrides = new
+        let now = MonotonicInstant(nanoseconds: monotonicNanos())
+        for m in members.values { applyOverride(m, now: now) }
+        generation += 1
+        _ = evaluate(now: now, log: true)
+        publish?(snapshot())
+        runDueProbes(now: now)
+    }
+
+    /// The member's weight and admin state from the overrides. A member leaving maintenance must
+    /// pass its checks again before it serves, like a new one.
+    private func applyOverride(_ m: Member, now: MonotonicInstant) {
+        let o = overrides.backend(pool: config.pools[m.pool].name, address: m.backend.address)
+        m.weight = o?.weight ?? m.sourceWeight
+        let state = o?.state ?? .ready
+        if m.admin == .maint && state != .maint, let health = config.pools[m.pool].health {
+            seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            m.active = ActiveHealth(
+                settings: .init(interval: health.interval, timeout: health.timeout, rise: health.rise, fall: health.fall),
+                seed: seed)
+            m.everUp = false
+            m.nextProbe = now
+        }
+        m.admin = state
+    }
+
     /// Takes a reloaded config whose pools are the same, by name and order, as the running one
     /// (the caller checks). Groups are matched by name: a kept group keeps its members and their
     /// health; static groups get their new lists (make before break); SRV groups get theirs from
     /// discovery. Shares, health and ejection settings apply from now on.
-    func reconfigure(_ new: LBConfig) {
+    func reconfigure(_ new: LBConfig, overrides newOverrides: AdminOverrides? = nil) {
         let now = MonotonicInstant(nanoseconds: monotonicNanos())
         let old = config
         config = new
+        if let newOverrides { overrides = newOverrides }
         var newLayout: [[[MemberKey]]] = []
         for (pi, pool) in new.pools.enumerated() {
             var groups: [[MemberKey]] = []
@@ -238,6 +277,7 @@ final class HealthMonitor {
             }
         }
         layout = newLayout
+        for m in members.values { applyOverride(m, now: now) }
         for (pi, pool) in new.pools.enumerated() {
             for (gi, group) in pool.groups.enumerated() {
                 guard case .staticBackends(let list) = group.source else { continue }
@@ -269,6 +309,7 @@ final class HealthMonitor {
         let ejections: Int
         let inFlight: Int
         let leaving: Bool
+        let admin: AdminState
     }
 
     /// Members by pool and group (config order), and whether each group is capped.
@@ -287,7 +328,7 @@ final class HealthMonitor {
                         address: m.backend.address, weight: m.weight, effectiveWeight: m.effectiveWeight,
                         inRotation: m.inRotation, state: m.label, checks: m.active?.status,
                         successes: successes, failures: failures, ejections: m.passive.ejections,
-                        inFlight: inFlight, leaving: m.leaving))
+                        inFlight: inFlight, leaving: m.leaving, admin: m.admin))
                 }
                 row.append((list, cappedGroups.contains([pi, gi])))
             }
@@ -343,7 +384,7 @@ final class HealthMonitor {
     private func runDueProbes(now: MonotonicInstant) {
         var earliest: MonotonicInstant?
         for (key, m) in members {
-            guard let active = m.active, let health = config.pools[m.pool].health else { continue }
+            guard let active = m.active, let health = config.pools[m.pool].health, m.admin != .maint else { continue }
             let due = nextDue(m, active)
             if due <= now && m.probes.count < 2 {
                 startProbe(key, m, health: health, now: now)
@@ -434,14 +475,16 @@ final class HealthMonitor {
                 var keys = allKeys
                 let leaving = keys.filter { members[$0]?.leaving == true }
                 if !leaving.isEmpty,
-                   keys.contains(where: { members[$0].map { !$0.leaving && $0.everUp && $0.active?.status != .down } ?? false }) {
+                   keys.contains(where: { members[$0].map { !$0.leaving && $0.everUp && $0.admin == .ready && $0.active?.status != .down } ?? false }) {
                     for key in leaving { members[key] = nil }
                     keys.removeAll { members[$0] == nil }
                     layout[pi][gi] = keys
                     changed = true
                 }
                 let group = keys.compactMap { members[$0] }
-                let candidates = group.filter(\.everUp).map { m in
+                // Members an operator took out (drain, maint) are neither candidates nor usable:
+                // they do not use up the group's max_unhealthy.
+                let candidates = group.filter { $0.everUp && $0.admin == .ready }.map { m in
                     let down = m.active?.status == .down
                     let ejected = m.passive.isEjected(at: now)
                     // Failing checks is worst, and sticky (one already out stays out before another
@@ -481,12 +524,13 @@ final class HealthMonitor {
                 }
                 // SRV priorities: only the lowest priority with a usable member serves; higher
                 // ones are backups, in rotation only while no member of a lower priority is usable.
-                let usable = group.filter { $0.everUp && !decision.out.contains($0.backend.id) }
+                let usable = group.filter { $0.everUp && $0.admin == .ready && !decision.out.contains($0.backend.id) }
                 let serving = usable.map(\.priority).min()
                 for m in group {
-                    let usable = m.everUp && !decision.out.contains(m.backend.id)
+                    let usable = m.everUp && m.admin == .ready && !decision.out.contains(m.backend.id)
                     let inRotation = usable && m.priority == serving
-                    let label = inRotation ? "up" : usable ? "standby" : (m.everUp && m.passive.isEjected(at: now) ? "ejected" : "down")
+                    let label = m.admin != .ready ? m.admin.rawValue : inRotation ? "up" : usable ? "standby"
+                        : (m.everUp && m.passive.isEjected(at: now) ? "ejected" : "down")
                     if inRotation && !m.inRotation { m.upSince = now }
                     let weight = inRotation
                         ? SlowStart.weight(m.weight, upSince: m.upSince, now: now, window: pool.slowStart) : 0

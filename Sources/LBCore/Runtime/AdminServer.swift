@@ -1,7 +1,5 @@
-// The admin HTTP endpoint (DESIGN.md section 9), read-only so far: `GET /healthz`, `GET /metrics`
-// (Prometheus text) and `GET /v1/pools` (JSON). One request per connection, on the control loop;
-// the views come from the health monitor and discovery, which live there too. Writes (weights,
-// drain, shares, promote) belong to the operations issue and answer 405 until then.
+// The admin HTTP endpoint's transport (DESIGN.md section 9): one request per connection, with a
+// Content-Length body of at most 64 KiB, on the control loop; `AdminAPI` decides the answer.
 // Control thread only.
 
 #if canImport(Glibc)
@@ -11,22 +9,16 @@ import CLibevent
 import Logging
 
 final class AdminServer {
-    /// Renders a body for a path; nil = 404.
-    struct Route {
-        let contentType: String
-        let body: () -> String
-    }
-
     private let base: OpaquePointer
     private let logger: Logger
     private var listener: OpaquePointer?
     private var connections: [ObjectIdentifier: AdminConnection] = [:]
-    let routes: [String: Route]
+    let api: AdminAPI
 
-    init(base: OpaquePointer, logger: Logger, routes: [String: Route]) {
+    init(base: OpaquePointer, logger: Logger, api: AdminAPI) {
         self.base = base
         self.logger = logger
-        self.routes = routes
+        self.api = api
     }
 
     deinit { if let l = listener { evconnlistener_free(l) } }
@@ -58,14 +50,14 @@ final class AdminServer {
 
     fileprivate var eventBase: OpaquePointer { base }
 
-    /// Status, content type and body for one request.
-    fileprivate func respond(method: String, target: String) -> (Int, String, String) {
-        let path = target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? target
-        guard let route = routes[path] else { return (404, "application/json", "{\"error\": \"no such path\"}\n") }
-        guard method == "GET" || method == "HEAD" else {
-            return (405, "application/json", "{\"error\": \"only GET here; writes are not available yet\"}\n")
+    fileprivate func respond(_ request: AdminRequest) -> AdminReply {
+        let reply = api.handle(request)
+        if request.method != "GET" && request.method != "HEAD" {
+            logger.info(
+                "admin request",
+                metadata: ["method": "\(request.method)", "target": "\(request.target)", "status": "\(reply.status)"])
         }
-        return (200, route.contentType, route.body())
+        return reply
     }
 }
 
@@ -107,21 +99,51 @@ private final class AdminConnection: EndpointDelegate {
         case .incomplete:
             if endpoint.isEOF || n >= 65_536 { finish() }
         case .failed(let error):
-            send(error.status, "application/json", "{\"error\": \"bad request\"}\n", head: false)
+            send(.error(error.status, "bad request: \(error)"), head: false)
         case .complete(let head):
-            let (status, type, body) = server.respond(method: head.method, target: head.target)
-            send(status, type, body, head: head.method == "HEAD")
+            var length = 0
+            switch head.framing {
+            case .none: break
+            case .contentLength(let declared):
+                guard declared <= UInt64(AdminAPI.maxBody) else {
+                    send(.error(413, "the body is over \(AdminAPI.maxBody) bytes"), head: false)
+                    return
+                }
+                length = Int(declared)
+            case .chunked, .untilClose:
+                send(.error(411, "send the body with Content-Length"), head: false)
+                return
+            }
+            let total = head.headLength + length
+            guard endpoint.inputLength >= total else {
+                if endpoint.isEOF { finish() }
+                return
+            }
+            var body = [UInt8](repeating: 0, count: length)
+            if length > 0, let all = evbuffer_pullup(endpoint.input, total) {
+                body.withUnsafeMutableBytes { $0.copyMemory(from: UnsafeRawBufferPointer(start: all + head.headLength, count: length)) }
+            }
+            let request = AdminRequest(
+                method: head.method, target: head.target, authorization: head.firstValue(forName: "authorization"),
+                contentType: head.firstValue(forName: "content-type"), body: body)
+            send(server.respond(request), head: head.method == "HEAD")
         }
     }
 
-    private func send(_ status: Int, _ type: String, _ body: String, head: Bool) {
+    private func send(_ reply: AdminReply, head: Bool) {
         answered = true
         endpoint.setReading(false)
-        let reason = [200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Allowed"][status] ?? "Error"
-        var text = "HTTP/1.1 \(status) \(reason)\r\nContent-Type: \(type)\r\nContent-Length: \(body.utf8.count)\r\n"
-        if status == 405 { text += "Allow: GET, HEAD\r\n" }
+        let reasons = [
+            200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            405: "Method Not Allowed", 409: "Conflict", 411: "Length Required", 413: "Content Too Large",
+            415: "Unsupported Media Type", 500: "Internal Server Error",
+        ]
+        let status = reply.status
+        var text = "HTTP/1.1 \(status) \(reasons[status] ?? "Error")\r\nContent-Type: \(reply.contentType)\r\n"
+        text += "Content-Length: \(reply.body.utf8.count)\r\n"
+        for (name, value) in reply.headers { text += "\(name): \(value)\r\n" }
         text += "Cache-Control: no-store\r\nConnection: close\r\n\r\n"
-        if !head { text += body }
+        if !head { text += reply.body }
         endpoint.append(Array(text.utf8))
         if endpoint.flush() != nil || endpoint.outputLength == 0 { finish() }
     }

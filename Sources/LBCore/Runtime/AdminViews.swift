@@ -1,6 +1,6 @@
 // What the admin endpoint shows: pools, groups and backends with their three separate states
-// (discovery: present / absent / stale; health: up / down with counters; admin: ready — the
-// admin writes come with the operations issue), as JSON; and the same as Prometheus text.
+// (discovery: present / absent / stale; health: up / down with counters; admin: ready / drain /
+// maint), as JSON; and the same as Prometheus text.
 // Control thread only: reads the health monitor and discovery directly.
 
 import Foundation
@@ -9,6 +9,8 @@ struct AdminViews {
     let monitor: HealthMonitor
     let discovery: Discovery
     let reloads: () -> (ok: Int, rejected: Int)
+    /// The file's config, for the configured shares next to the running ones.
+    let fileConfig: () -> LBConfig
 
     private struct Row {
         let pool: String
@@ -73,15 +75,32 @@ struct AdminViews {
 
     // MARK: JSON
 
+    /// Whether `address` is a member of a group of `pool` now (what the admin API can change).
+    func isMember(pool: String, address: SocketAddress) -> Bool {
+        groups().contains { $0.pool == pool && $0.rows.contains { $0.member?.address == address } }
+    }
+
     func poolsJSON() -> String {
+        let pools = pools(only: nil)
+        return "{\"pools\": [" + pools.map(\.body).joined(separator: ", ") + "]}\n"
+    }
+
+    /// One pool's JSON, or nil when there is no such pool.
+    func poolJSON(_ name: String) -> String? {
+        pools(only: name).first.map { $0.body + "\n" }
+    }
+
+    private func pools(only: String?) -> [(name: String, body: String)] {
         let now = MonotonicInstant(nanoseconds: monotonicNanos())
+        let file = fileConfig()
         var pools: [String: [String]] = [:]
         var order: [String] = []
-        for g in groups() {
+        for g in groups() where only == nil || g.pool == only {
             if pools[g.pool] == nil { order.append(g.pool) }
             let backends = g.rows.map { r -> String in
                 var fields = [
-                    "\"id\": \(json(r.key))", "\"discovery\": \(json(r.discoveryState))", "\"admin\": \"ready\"",
+                    "\"id\": \(json(r.key))", "\"discovery\": \(json(r.discoveryState))",
+                    "\"admin\": \(json(r.member?.admin.rawValue ?? "ready"))",
                 ]
                 if let m = r.member {
                     fields += [
@@ -97,8 +116,10 @@ struct AdminViews {
                 }
                 return "{" + fields.joined(separator: ", ") + "}"
             }
+            let configured = file.pools.first { $0.name == g.pool }?.groups.first { $0.name == g.group }?.share ?? g.share
             var groupFields = [
                 "\"name\": \(json(g.group))", "\"share\": \(Double(g.share.basisPoints) / 100)",
+                "\"configured_share\": \(Double(configured.basisPoints) / 100)",
                 "\"source\": \(json(g.source))", "\"capped\": \(g.capped)",
             ]
             if let srv = g.srv {
@@ -112,22 +133,10 @@ struct AdminViews {
             groupFields.append("\"backends\": [" + backends.joined(separator: ", ") + "]")
             pools[g.pool, default: []].append("{" + groupFields.joined(separator: ", ") + "}")
         }
-        let body = order.map { "{\"name\": \(json($0)), \"groups\": [" + (pools[$0] ?? []).joined(separator: ", ") + "]}" }
-        return "{\"pools\": [" + body.joined(separator: ", ") + "]}\n"
+        return order.map { ($0, "{\"name\": \(json($0)), \"groups\": [" + (pools[$0] ?? []).joined(separator: ", ") + "]}") }
     }
 
-    private func json(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case _ where u.value < 0x20: out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
-            default: out.unicodeScalars.append(u)
-            }
-        }
-        return out + "\""
-    }
+    private func json(_ s: String) -> String { jsonString(s) }
 
     // MARK: Prometheus text
 

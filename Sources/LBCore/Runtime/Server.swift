@@ -10,11 +10,17 @@
 import Glibc
 #endif
 import CLibevent
+import Foundation
 import Logging
 
 public final class Server {
-    /// The running config; a reload replaces its pools and resolvers.
+    /// The running config: the file's (`fileConfig`) with the admin overrides applied.
     private var config: LBConfig
+    /// The config as read from the file; a reload replaces its pools and resolvers.
+    private(set) var fileConfig: LBConfig
+    /// Changes made through the admin API, saved in the state file.
+    private(set) var adminOverrides: AdminOverrides
+    private let store: StateStore
     /// Where SIGHUP reloads from; nil: reload is off.
     private let configPath: String?
     private let shared: ServerShared
@@ -34,38 +40,51 @@ public final class Server {
 
     /// Builds workers and binds every listener. Throws on a bind failure (address in use…).
     public init(config: LBConfig, configPath: String? = nil, logger: Logger, accessLogger: Logger?) throws(SystemCallError) {
-        self.config = config
         self.configPath = configPath
         self.logger = logger
+        fileConfig = config
+        store = StateStore(path: config.stateFile, logger: logger)
+        adminOverrides = store.state.overrides ?? AdminOverrides()
+        let (running, problems) = adminOverrides.applied(to: config)
+        for p in problems { logger.error("admin override not restored", metadata: ["problem": "\(p)"]) }
+        if !adminOverrides.isEmpty {
+            logger.notice(
+                "restored admin overrides from the state file",
+                metadata: [
+                    "backends": "\(adminOverrides.backends.values.map(\.count).reduce(0, +))",
+                    "groups": "\(adminOverrides.groups.values.map(\.count).reduce(0, +))",
+                ])
+        }
+        self.config = running
         signal(SIGPIPE, SIG_IGN)
         evthread_use_pthreads()
         guard let cb = event_base_new() else { throw SystemCallError(call: "event_base_new", errno: errno) }
         controlBase = cb
-        let monitor = HealthMonitor(base: cb, config: config, registry: registry, logger: logger)
+        let monitor = HealthMonitor(base: cb, config: running, registry: registry, logger: logger, overrides: adminOverrides)
         health = monitor
         let reports = monitor.start()
-        let discovery = Discovery(base: cb, config: config, monitor: monitor, registry: registry, logger: logger)
+        let discovery = Discovery(
+            base: cb, config: running, monitor: monitor, registry: registry, store: store, logger: logger)
         self.discovery = discovery
-        let store = SnapshotStore(monitor.snapshot())
+        let snapshots = SnapshotStore(monitor.snapshot())
         shared = ServerShared(
-            config: config, store: store, logger: logger, accessLogger: accessLogger, healthReports: reports)
-        for i in 0..<config.workers {
+            config: running, store: snapshots, logger: logger, accessLogger: accessLogger, healthReports: reports)
+        for i in 0..<running.workers {
             workers.append(try Worker(index: i, shared: shared))
         }
         monitor.publish = { [unowned self] snapshot in
-            store.publish(snapshot)
+            snapshots.publish(snapshot)
             for w in self.workers { w.wake() }
         }
         discovery.start(base: cb)
         if let adminConfig = config.admin {
-            let views = AdminViews(monitor: monitor, discovery: discovery) { [unowned self] in
-                (self.reloadsOK, self.reloadsRejected)
-            }
-            let server = AdminServer(base: cb, logger: logger, routes: [
-                "/healthz": .init(contentType: "text/plain") { "ok\n" },
-                "/metrics": .init(contentType: "text/plain; version=0.0.4") { views.metrics() },
-                "/v1/pools": .init(contentType: "application/json") { views.poolsJSON() },
-            ])
+            let views = AdminViews(
+                monitor: monitor, discovery: discovery,
+                reloads: { [unowned self] in (self.reloadsOK, self.reloadsRejected) },
+                fileConfig: { [unowned self] in self.fileConfig })
+            let token = try adminConfig.tokenFile.map { path throws(SystemCallError) in try AdminToken.load(path, logger: logger) }
+            let api = AdminAPI(host: self, views: views, token: token, statusPage: { StatusPage.html })
+            let server = AdminServer(base: cb, logger: logger, api: api)
             try server.start(adminConfig)
             admin = server
         }
@@ -129,39 +148,56 @@ public final class Server {
             reloadsRejected += 1
             return
         }
-        guard new.pools.map(\.name) == config.pools.map(\.name) else {
+        guard new.pools.map(\.name) == fileConfig.pools.map(\.name) else {
             logger.error(
                 "reload rejected: pools were added or removed, which needs a restart; still serving the previous config",
-                metadata: ["running": "\(config.pools.map(\.name))", "file": "\(new.pools.map(\.name))"])
+                metadata: ["running": "\(fileConfig.pools.map(\.name))", "file": "\(new.pools.map(\.name))"])
             reloadsRejected += 1
             return
         }
         var restartOnly: [String] = []
-        if new.workers != config.workers { restartOnly.append("workers") }
-        if new.listeners != config.listeners { restartOnly.append("listeners") }
-        if new.timeouts != config.timeouts { restartOnly.append("timeouts") }
-        if new.limits != config.limits { restartOnly.append("limits") }
-        if new.log != config.log { restartOnly.append("log") }
-        if new.admin != config.admin { restartOnly.append("admin") }
-        if new.stateFile != config.stateFile { restartOnly.append("state_file") }
-        for (old, pool) in zip(config.pools, new.pools) {
+        if new.workers != fileConfig.workers { restartOnly.append("workers") }
+        if new.listeners != fileConfig.listeners { restartOnly.append("listeners") }
+        if new.timeouts != fileConfig.timeouts { restartOnly.append("timeouts") }
+        if new.limits != fileConfig.limits { restartOnly.append("limits") }
+        if new.log != fileConfig.log { restartOnly.append("log") }
+        if new.admin != fileConfig.admin { restartOnly.append("admin") }
+        if new.stateFile != fileConfig.stateFile { restartOnly.append("state_file") }
+        for (old, pool) in zip(fileConfig.pools, new.pools) {
             if old.hooks != pool.hooks { restartOnly.append("pools.\(pool.name).hooks") }
             if old.passive != pool.passive { restartOnly.append("pools.\(pool.name).passive") }
             if old.retryBudget != pool.retryBudget { restartOnly.append("pools.\(pool.name).retry_budget") }
         }
         var changed: [String] = []
-        for (old, pool) in zip(config.pools, new.pools) where old != pool {
+        for (old, pool) in zip(fileConfig.pools, new.pools) where old != pool {
             let groups = pool.groups.filter { g in old.groups.first { $0.name == g.name } != g }.map(\.name)
             let gone = old.groups.filter { g in !pool.groups.contains { $0.name == g.name } }.map(\.name)
             changed.append("\(pool.name)(changed groups: \(groups.joined(separator: " ")); removed groups: \(gone.joined(separator: " ")))")
         }
-        if new.resolvers != config.resolvers { changed.append("resolvers") }
-        var applied = config
-        applied.pools = new.pools
-        applied.resolvers = new.resolvers
-        config = applied
-        monitor.reconfigure(applied)
-        discovery.reconfigure(applied)
+        if new.resolvers != fileConfig.resolvers { changed.append("resolvers") }
+        var file = fileConfig
+        file.pools = new.pools
+        file.resolvers = new.resolvers
+        // Admin overrides stay unless the file changed the same setting.
+        var overrides = adminOverrides
+        let dropped = overrides.reconcile(old: fileConfig, new: file)
+        var (running, problems) = overrides.applied(to: file)
+        if !problems.isEmpty {
+            overrides.groups = [:]
+            running = file
+        }
+        fileConfig = file
+        adminOverrides = overrides
+        config = running
+        if store.state.overrides != (overrides.isEmpty ? nil : overrides) {
+            store.state.overrides = overrides.isEmpty ? nil : overrides
+            store.save()
+        }
+        monitor.reconfigure(running, overrides: overrides)
+        discovery.reconfigure(running)
+        for d in dropped + problems {
+            logger.notice("reload: admin override dropped", metadata: ["override": "\(d)"])
+        }
         reloadsOK += 1
         logger.notice(
             "reloaded", metadata: ["path": "\(path)", "changed": "\(changed.isEmpty ? "nothing" : changed.joined(separator: ", "))"])
@@ -213,4 +249,52 @@ func startThread(name: String, _ body: @escaping () -> Void) -> pthread_t {
     }, arg)
     precondition(rc == 0, "pthread_create failed: \(rc)")
     return tid
+}
+
+extension Server: AdminHost {
+    var runningConfig: LBConfig { config }
+
+    func commit(_ overrides: AdminOverrides, reason: String) -> AdminChangeError? {
+        guard let monitor = health, let discovery else { return AdminChangeError(status: 500, message: "not running") }
+        let (running, problems) = overrides.applied(to: fileConfig)
+        guard problems.isEmpty else { return AdminChangeError(status: 409, message: problems.joined(separator: "; ")) }
+        let saved = store.state.overrides
+        store.state.overrides = overrides.isEmpty ? nil : overrides
+        if let error = store.save() {
+            store.state.overrides = saved
+            return AdminChangeError(status: 500, message: "cannot write the state file (\(error)); nothing changed")
+        }
+        let sourcesChanged = running.pools.map { $0.groups.map(\.source) } != config.pools.map { $0.groups.map(\.source) }
+        adminOverrides = overrides
+        config = running
+        monitor.reconfigure(running, overrides: overrides)
+        if sourcesChanged { discovery.reconfigure(running) }
+        logger.notice("admin change applied", metadata: ["change": "\(reason)"])
+        return nil
+    }
+}
+
+/// The admin API's bearer token: the first line of `admin.token_file`. A missing file is created
+/// with a random token (32 bytes from the system's CSPRNG, as hex), readable by the owner only.
+enum AdminToken {
+    static func load(_ path: String, logger: Logger) throws(SystemCallError) -> String {
+        if let data = FileManager.default.contents(atPath: path) {
+            let text = String(decoding: data, as: UTF8.self)
+            let token = text.split(whereSeparator: \.isNewline).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+            guard token.utf8.count >= 16 else {
+                throw SystemCallError(call: "admin.token_file \(path): the token must be at least 16 characters", errno: EINVAL)
+            }
+            return token
+        }
+        var rng = SystemRandomNumberGenerator()
+        let token = (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &rng)) }.joined()
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SystemCallError(call: "create admin.token_file \(path)", errno: errno) }
+        let line = Array((token + "\n").utf8)
+        let n = line.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        guard n == line.count else { throw SystemCallError(call: "write admin.token_file \(path)", errno: EIO) }
+        logger.notice("created admin.token_file with a new random token", metadata: ["path": "\(path)"])
+        return token
+    }
 }

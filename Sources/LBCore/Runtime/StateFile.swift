@@ -1,6 +1,6 @@
-// The state file (`state_file:`): what lbd must remember across a restart. For now the last good
-// set of every SRV group, so a restart while DNS is down serves the pool it had
-// (consul-dns.md §2 item 13). Written atomically — a temp file in the same directory, fsync,
+// The state file (`state_file:`): what lbd must remember across a restart: the last good set of
+// every SRV group, so a restart while DNS is down serves the pool it had (consul-dns.md §2 item
+// 13), and the admin overrides (weights, admin states, shares, swapped sources). Written atomically — a temp file in the same directory, fsync,
 // rename, fsync of the directory — so a crash mid-write leaves the old file whole.
 // Control thread only.
 
@@ -8,11 +8,14 @@
 import Glibc
 #endif
 import Foundation
+import Logging
 
 struct PersistedState: Codable, Equatable {
     var version = 1
     /// Keyed by "pool/group".
     var discovery: [String: PersistedGroup] = [:]
+    /// Absent in files written before the admin API could change anything.
+    var overrides: AdminOverrides?
 }
 
 struct PersistedGroup: Codable, Equatable {
@@ -82,6 +85,39 @@ struct StateFile {
         if dfd >= 0 {
             fsync(dfd)
             close(dfd)
+        }
+    }
+}
+
+/// The state in memory, shared by its writers (discovery, the admin API), and the file it is
+/// saved to after each change. Without `state_file:` it only lives in memory.
+final class StateStore {
+    private let file: StateFile?
+    private let logger: Logger
+    var state = PersistedState()
+
+    init(path: String?, logger: Logger) {
+        file = path.map { StateFile(path: $0) }
+        self.logger = logger
+        if let file {
+            let (state, problem) = file.load()
+            if let problem { logger.error("state file not used", metadata: ["problem": "\(problem)"]) }
+            if let state { self.state = state }
+        }
+    }
+
+    var isPersistent: Bool { file != nil }
+
+    /// Writes the file; a failure is logged (and returned), the state in memory stays.
+    @discardableResult
+    func save() -> SystemCallError? {
+        guard let file else { return nil }
+        do {
+            try file.save(state)
+            return nil
+        } catch {
+            logger.error("cannot write the state file", metadata: ["path": "\(file.path)", "error": "\(error)"])
+            return error
         }
     }
 }

@@ -1,0 +1,437 @@
+// The admin API's routes (DESIGN.md section 9): reads need nothing; writes need the bearer token,
+// are checked whole, and go to the host as one new set of overrides, which it validates against the
+// running config, saves to the state file and applies as one new snapshot. GET never changes
+// anything. Answers: 400 with the reason for bad input, 401 without the right token, 403 when no
+// token is configured, 404 for an unknown path, pool, group or backend, 405 with `Allow` for a
+// wrong method, 409 for a change that cannot apply, 415 for a body that is not JSON.
+// Control thread only.
+
+import Foundation
+
+/// What the admin API changes and reads: the server.
+protocol AdminHost: AnyObject {
+    /// The config as the file has it.
+    var fileConfig: LBConfig { get }
+    /// The config in effect: the file's with the overrides applied.
+    var runningConfig: LBConfig { get }
+    var adminOverrides: AdminOverrides { get }
+    /// Validates, saves and applies `overrides`; nil when done.
+    func commit(_ overrides: AdminOverrides, reason: String) -> AdminChangeError?
+}
+
+struct AdminRequest {
+    var method: String
+    var target: String
+    var authorization: String?
+    var contentType: String?
+    var body: [UInt8]
+}
+
+struct AdminReply {
+    var status: Int
+    var contentType = "application/json"
+    var body: String
+    var headers: [(String, String)] = []
+
+    static func error(_ status: Int, _ message: String) -> AdminReply {
+        AdminReply(status: status, body: "{\"error\": \(jsonString(message))}\n")
+    }
+}
+
+final class AdminAPI {
+    private unowned let host: AdminHost
+    private let views: AdminViews
+    /// The bearer token writes need; nil: writes are refused (no token file).
+    private let token: [UInt8]?
+    private let statusPage: () -> String
+    /// Largest request body accepted.
+    static let maxBody = 65_536
+
+    init(host: AdminHost, views: AdminViews, token: String?, statusPage: @escaping () -> String) {
+        self.host = host
+        self.views = views
+        self.token = token.map { Array($0.utf8) }
+        self.statusPage = statusPage
+    }
+
+    /// The route a path names, and the methods it takes.
+    private enum Route {
+        case page, healthz, metrics, vrrp, pools
+        case pool(String)
+        case backend(pool: String, address: String)
+        case group(pool: String, group: String)
+        case promote(String)
+        case revert(String)
+
+        var methods: [String] {
+            switch self {
+            case .page, .healthz, .metrics, .vrrp, .pools, .pool: ["GET", "HEAD"]
+            case .backend, .group: ["PUT"]
+            case .promote, .revert: ["POST"]
+            }
+        }
+    }
+
+    private func route(_ path: String) -> Route? {
+        switch path {
+        case "/": return .page
+        case "/healthz": return .healthz
+        case "/metrics": return .metrics
+        case "/v1/vrrp": return .vrrp
+        case "/v1/pools", "/v1/pools/": return .pools
+        default: break
+        }
+        guard path.hasPrefix("/v1/pools/") else { return nil }
+        let parts = path.dropFirst("/v1/pools/".count).split(separator: "/", omittingEmptySubsequences: false)
+            .map { String($0).removingPercentEncoding ?? String($0) }
+        guard parts.allSatisfy({ !$0.isEmpty }) else { return nil }
+        switch parts.count {
+        case 1: return .pool(parts[0])
+        case 2 where parts[1] == "promote": return .promote(parts[0])
+        case 2 where parts[1] == "revert": return .revert(parts[0])
+        case 3 where parts[1] == "backends": return .backend(pool: parts[0], address: parts[2])
+        case 3 where parts[1] == "groups": return .group(pool: parts[0], group: parts[2])
+        default: return nil
+        }
+    }
+
+    func handle(_ request: AdminRequest) -> AdminReply {
+        let path = request.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.target
+        guard let route = route(path) else { return .error(404, "no such path: \(path)") }
+        guard route.methods.contains(request.method) else {
+            var reply = AdminReply.error(405, "\(request.method) is not allowed here; use \(route.methods.joined(separator: " or "))")
+            reply.headers.append(("Allow", route.methods.joined(separator: ", ")))
+            return reply
+        }
+        switch route {
+        case .page: return AdminReply(status: 200, contentType: "text/html; charset=utf-8", body: statusPage())
+        case .healthz: return AdminReply(status: 200, contentType: "text/plain", body: "ok\n")
+        case .metrics: return AdminReply(status: 200, contentType: "text/plain; version=0.0.4", body: views.metrics())
+        case .vrrp: return AdminReply(status: 200, body: "{\"enabled\": false}\n")
+        case .pools: return AdminReply(status: 200, body: views.poolsJSON())
+        case .pool(let name):
+            guard let body = views.poolJSON(name) else { return .error(404, "no pool named \(name)") }
+            return AdminReply(status: 200, body: body)
+        default: break
+        }
+        if let refusal = authorize(request) { return refusal }
+        let fields: [String: JSONValue]
+        switch parseBody(request) {
+        case .success(let f): fields = f
+        case .failure(let e): return .error(e.status, e.message)
+        }
+        let result: Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+        switch route {
+        case .backend(let pool, let address): result = setBackend(pool: pool, address: address, fields)
+        case .group(let pool, let group): result = setGroup(pool: pool, group: group, fields)
+        case .promote(let pool): result = promote(pool: pool, fields)
+        case .revert(let pool): result = revert(pool: pool, fields)
+        default: return .error(404, "no such path: \(path)")
+        }
+        switch result {
+        case .failure(let e): return .error(e.status, e.message)
+        case .success(let change):
+            if let e = host.commit(change.overrides, reason: change.reason) { return .error(e.status, e.message) }
+            return AdminReply(status: 200, body: views.poolJSON(change.pool) ?? "{}\n")
+        }
+    }
+
+    // MARK: checks
+
+    private func authorize(_ request: AdminRequest) -> AdminReply? {
+        guard let token else {
+            return .error(403, "writes need admin.token_file in the config")
+        }
+        let prefix = "Bearer "
+        guard let auth = request.authorization, auth.hasPrefix(prefix),
+              constantTimeEqual(Array(auth.dropFirst(prefix.count).utf8), token) else {
+            var reply = AdminReply.error(401, "writes need Authorization: Bearer <token from admin.token_file>")
+            reply.headers.append(("WWW-Authenticate", "Bearer"))
+            return reply
+        }
+        return nil
+    }
+
+    private func parseBody(_ request: AdminRequest) -> Result<[String: JSONValue], AdminChangeError> {
+        if request.body.isEmpty { return .success([:]) }
+        let type = request.contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
+        guard type == "application/json" else {
+            return .failure(AdminChangeError(status: 415, message: "send the body as Content-Type: application/json"))
+        }
+        guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(request.body)) else {
+            return .failure(AdminChangeError(status: 400, message: "the body is not valid JSON"))
+        }
+        guard case .object(let fields) = value else { return .failure(AdminChangeError(status: 400, message: "the body must be a JSON object")) }
+        return .success(fields)
+    }
+
+    private func pool(_ name: String) -> Result<PoolConfig, AdminChangeError> {
+        guard let pool = host.runningConfig.pools.first(where: { $0.name == name }) else {
+            return .failure(AdminChangeError(status: 404, message: "no pool named \(name)"))
+        }
+        return .success(pool)
+    }
+
+    private static func only(_ fields: [String: JSONValue], _ allowed: Set<String>) -> AdminChangeError? {
+        let unknown = fields.keys.filter { !allowed.contains($0) }.sorted()
+        guard unknown.isEmpty else {
+            return AdminChangeError(
+                status: 400, message: "unknown field \(unknown.joined(separator: ", ")); allowed: \(allowed.sorted().joined(separator: ", "))")
+        }
+        return nil
+    }
+
+    // MARK: changes
+
+    private func setBackend(pool name: String, address text: String, _ fields: [String: JSONValue])
+        -> Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+    {
+        let pool: PoolConfig
+        switch self.pool(name) {
+        case .success(let p): pool = p
+        case .failure(let e): return .failure(e)
+        }
+        if let e = Self.only(fields, ["weight", "state"]) { return .failure(e) }
+        guard let address = parseSocketAddress(text), views.isMember(pool: name, address: address) else {
+            return .failure(AdminChangeError(status: 404, message: "pool \(name) has no backend \(text)"))
+        }
+        var weight: Int?
+        var state: AdminState?
+        if let w = fields["weight"] {
+            guard case .number(let d) = w, d == d.rounded(), (1...256).contains(d) else {
+                return .failure(AdminChangeError(status: 400, message: "weight must be a whole number within 1...256"))
+            }
+            weight = Int(d)
+        }
+        if let s = fields["state"] {
+            guard case .string(let text) = s, let parsed = AdminState(rawValue: text) else {
+                return .failure(AdminChangeError(status: 400, message: "state must be one of ready, drain, maint"))
+            }
+            state = parsed
+        }
+        guard weight != nil || state != nil else {
+            return .failure(AdminChangeError(status: 400, message: "send {\"weight\": 1...256} and/or {\"state\": \"ready\" | \"drain\" | \"maint\"}"))
+        }
+        var o = host.adminOverrides
+        o.setBackend(pool: name, address: address, weight: weight, state: state)
+        let what = [weight.map { "weight=\($0)" }, state.map { "state=\($0.rawValue)" }].compactMap { $0 }.joined(separator: " ")
+        return .success((name, "backend \(address) \(what)", o))
+    }
+
+    private func setGroup(pool name: String, group: String, _ fields: [String: JSONValue])
+        -> Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+    {
+        let pool: PoolConfig
+        switch self.pool(name) {
+        case .success(let p): pool = p
+        case .failure(let e): return .failure(e)
+        }
+        guard let current = pool.groups.first(where: { $0.name == group }) else {
+            return .failure(AdminChangeError(status: 404, message: "pool \(name) has no group \(group)"))
+        }
+        var o = host.adminOverrides
+        let kinds = ["share", "srv", "static"].filter { fields[$0] != nil }
+        guard kinds.count == 1 else {
+            return .failure(AdminChangeError(
+                status: 400, message: "send exactly one of {\"share\": 0...100}, {\"srv\": NAME, \"resolver\": NAME, \"slots\": N} or {\"static\": [ADDRESS, ...]}"))
+        }
+        switch kinds[0] {
+        case "share":
+            if let e = Self.only(fields, ["share"]) { return .failure(e) }
+            guard let bp = Self.share(fields["share"]!) else {
+                return .failure(AdminChangeError(status: 400, message: "share must be a number within 0...100 with at most 2 decimals"))
+            }
+            do throws(AdminChangeError) {
+                try o.setShare(bp, group: group, in: pool)
+            } catch {
+                return .failure(error)
+            }
+            return .success((name, "group \(group) share=\(Share(basisPoints: bp).percentText)", o))
+        case "srv":
+            if let e = Self.only(fields, ["srv", "resolver", "slots"]) { return .failure(e) }
+            guard case .string(let srv) = fields["srv"]! else {
+                return .failure(AdminChangeError(status: 400, message: "srv must be a DNS name, e.g. _web._tcp.service.consul"))
+            }
+            var resolver: String?
+            switch fields["resolver"] {
+            case nil:
+                if case .srv(_, let r, _) = current.source { resolver = r }
+                let all = host.runningConfig.resolvers
+                if resolver == nil && all.count == 1 { resolver = all[0].name }
+                guard resolver != nil else {
+                    return .failure(AdminChangeError(status: 400, message: "name the resolver: {\"resolver\": NAME}"))
+                }
+            case .string(let r): resolver = r
+            default: return .failure(AdminChangeError(status: 400, message: "resolver must be a resolver's name"))
+            }
+            var slots: Int?
+            switch fields["slots"] {
+            case nil:
+                if case .srv(_, _, let s) = current.source { slots = s }
+            case .number(let d) where d == d.rounded() && abs(d) < 1e9: slots = Int(d)
+            default: return .failure(AdminChangeError(status: 400, message: "slots must be a whole number within 1...4096"))
+            }
+            return swap(.srv(name: srv, resolver: resolver, slots: slots), group: group, pool: pool, overrides: o)
+        default:
+            if let e = Self.only(fields, ["static"]) { return .failure(e) }
+            guard case .array(let items) = fields["static"]! else {
+                return .failure(AdminChangeError(status: 400, message: "static must be a list of addresses"))
+            }
+            var list: [RawBackend] = []
+            for item in items {
+                switch item {
+                case .string(let a): list.append(RawBackend(address: a, weight: nil, isBareAddress: true))
+                case .object(let f):
+                    guard Self.only(f, ["address", "weight"]) == nil, case .string(let a)? = f["address"] else {
+                        return .failure(AdminChangeError(status: 400, message: "a static entry is \"host:port\" or {\"address\": \"host:port\", \"weight\": N}"))
+                    }
+                    var weight: Int?
+                    if let w = f["weight"] {
+                        guard case .number(let d) = w, d == d.rounded(), abs(d) < 1e9 else {
+                            return .failure(AdminChangeError(status: 400, message: "weight must be a whole number within 1...256"))
+                        }
+                        weight = Int(d)
+                    }
+                    list.append(RawBackend(address: a, weight: weight, isBareAddress: false))
+                default:
+                    return .failure(AdminChangeError(status: 400, message: "a static entry is \"host:port\" or {\"address\": \"host:port\", \"weight\": N}"))
+                }
+            }
+            return swap(.staticBackends(list), group: group, pool: pool, overrides: o)
+        }
+    }
+
+    private func swap(_ raw: RawGroupSource, group: String, pool: PoolConfig, overrides: AdminOverrides)
+        -> Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+    {
+        let (source, problems) = ConfigValidator.validateSource(
+            raw, group: group, in: pool, resolverNames: host.runningConfig.resolvers.map(\.name), at: .root)
+        guard let source else {
+            return .failure(AdminChangeError(status: 400, message: problems.map(\.description).joined(separator: "; ")))
+        }
+        var o = overrides
+        o.setSource(source, group: group, in: pool)
+        let what: String
+        switch source {
+        case .srv(let name, _, _): what = "srv \(name)"
+        case .staticBackends(let list): what = "static \(list.map(\.address.description).joined(separator: ","))"
+        }
+        return .success((pool.name, "group \(group) source=\(what)", o))
+    }
+
+    private func promote(pool name: String, _ fields: [String: JSONValue])
+        -> Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+    {
+        let pool: PoolConfig
+        switch self.pool(name) {
+        case .success(let p): pool = p
+        case .failure(let e): return .failure(e)
+        }
+        if let e = Self.only(fields, ["group"]) { return .failure(e) }
+        guard case .string(let group)? = fields["group"] else {
+            return .failure(AdminChangeError(status: 400, message: "name the group to promote: {\"group\": \"canary\"}"))
+        }
+        var o = host.adminOverrides
+        do throws(AdminChangeError) {
+            try o.promote(group: group, in: pool)
+        } catch {
+            return .failure(error)
+        }
+        return .success((name, "promote \(group)", o))
+    }
+
+    private func revert(pool name: String, _ fields: [String: JSONValue])
+        -> Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+    {
+        let pool: PoolConfig
+        switch self.pool(name) {
+        case .success(let p): pool = p
+        case .failure(let e): return .failure(e)
+        }
+        if let e = Self.only(fields, ["group"]) { return .failure(e) }
+        var group: String?
+        switch fields["group"] {
+        case nil: break
+        case .string(let g): group = g
+        default: return .failure(AdminChangeError(status: 400, message: "group must be a group's name"))
+        }
+        guard let file = host.fileConfig.pools.first(where: { $0.name == name }) else {
+            return .failure(AdminChangeError(status: 404, message: "no pool named \(name)"))
+        }
+        var o = host.adminOverrides
+        do throws(AdminChangeError) {
+            try o.revert(group: group, in: pool, file: file)
+        } catch {
+            return .failure(error)
+        }
+        return .success((name, "revert \(group ?? "last promoted")", o))
+    }
+
+    /// A share as a JSON number (or a string like "5%"): basis points, or nil.
+    private static func share(_ value: JSONValue) -> Int? {
+        switch value {
+        case .number(let d):
+            guard d.isFinite, d >= 0, d <= 100 else { return nil }
+            let bp = (d * 100).rounded()
+            guard abs(d * 100 - bp) < 1e-6 else { return nil }
+            return Int(bp)
+        case .string(let s): return parseShare(s)?.basisPoints
+        default: return nil
+        }
+    }
+}
+
+/// Compares without an early exit, so the time taken says nothing about where a guess differs.
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
+    for i in 0..<max(a.count, b.count) {
+        let x = i < a.count ? a[i] : 0
+        let y = i < b.count ? b[i] : 0
+        diff |= x ^ y
+    }
+    return diff == 0
+}
+
+/// Any JSON value, so request bodies can be checked field by field (unknown fields refused, a
+/// boolean never read as a number).
+enum JSONValue: Decodable, Equatable {
+    case null
+    case bool(Bool)
+    case number(Double)
+    case string(String)
+    case array([JSONValue])
+    case object([String: JSONValue])
+
+    init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        if c.decodeNil() {
+            self = .null
+        } else if let b = try? c.decode(Bool.self) {
+            self = .bool(b)
+        } else if let d = try? c.decode(Double.self) {
+            self = .number(d)
+        } else if let s = try? c.decode(String.self) {
+            self = .string(s)
+        } else if let a = try? c.decode([JSONValue].self) {
+            self = .array(a)
+        } else {
+            self = .object(try c.decode([String: JSONValue].self))
+        }
+    }
+}
+
+/// A JSON string literal for `s`.
+func jsonString(_ s: String) -> String {
+    var out = "\""
+    for u in s.unicodeScalars {
+        switch u {
+        case "\"": out += "\\\""
+        case "\\": out += "\\\\"
+        case _ where u.value < 0x20:
+            let hex = String(u.value, radix: 16)
+            out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+        default: out.unicodeScalars.append(u)
+        }
+    }
+    return out + "\""
+}
