@@ -104,3 +104,38 @@ def test_non_loopback_admin_without_token_is_refused(stack, tmp_path):
     r = subprocess.run([h.LBD_BIN, "run", "--config", str(path)], capture_output=True, text=True, timeout=20)
     assert r.returncode != 0
     assert "non-loopback address needs admin.token_file" in r.stderr, r.stderr
+
+
+def test_metrics_count_traffic_per_backend_group_and_pool(stack):
+    """Requests, responses by class, errors and latency histograms per backend, group and pool,
+    also shown per backend in /v1/pools."""
+    a, b = stack.backend("a"), stack.backend("b")
+    dead = h.RefusingPort()
+    stack.refusers.append(dead)
+    admin_port = h.free_port()
+    lbd = stack.lbd({"web": h.pool([a.address, b.address, f"127.0.0.1:{dead.port}"], retries=2)}, workers=1,
+                    admin={"listen": f"127.0.0.1:{admin_port}"})
+    for _ in range(30):
+        assert h.get(lbd.port, "/").status == 200
+    for _ in range(3):
+        assert h.get(lbd.port, "/nope").status == 404
+    text = admin_get(admin_port, "/metrics")[2]
+    for name in ("lbd_backend_requests_total", "lbd_backend_responses_total", "lbd_backend_errors_total",
+                 "lbd_backend_request_duration_seconds", "lbd_group_requests_total", "lbd_pool_requests_total",
+                 "lbd_pool_request_duration_seconds", "lbd_backend_admin_state", "lbd_backend_weight"):
+        assert f"# TYPE {name} " in text, name
+    ok = sum(metric(text, "lbd_backend_responses_total", backend=x.address, **{"class": "2xx"}) for x in (a, b))
+    notfound = sum(metric(text, "lbd_backend_responses_total", backend=x.address, **{"class": "4xx"}) for x in (a, b))
+    assert (ok, notfound) == (30, 3), (ok, notfound)
+    assert metric(text, "lbd_pool_requests_total", pool="web") == 33
+    assert metric(text, "lbd_pool_responses_total", pool="web", **{"class": "2xx"}) == 30
+    assert metric(text, "lbd_group_responses_total", group="main", **{"class": "4xx"}) == 3
+    assert metric(text, "lbd_pool_request_duration_seconds_count", pool="web") == 33
+    assert metric(text, "lbd_backend_request_duration_seconds_bucket", backend=a.address, le="+Inf") >= 10
+    # The refusing backend: its connect failures are errors (the request went on to another).
+    assert metric(text, "lbd_backend_errors_total", backend=f"127.0.0.1:{dead.port}") >= 1
+    assert metric(text, "lbd_group_errors_total", group="main") >= 1
+    assert metric(text, "lbd_backend_admin_state", backend=a.address, state="ready") == 1
+    bs, _ = backends_by_port(admin_port)
+    assert bs[str(a.port)]["responses"]["2xx"] + bs[str(b.port)]["responses"]["2xx"] == 30
+    assert bs[str(a.port)]["requests"] >= 10 and bs[str(dead.port)]["errors"] >= 1

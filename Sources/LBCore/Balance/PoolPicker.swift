@@ -19,6 +19,11 @@ struct PoolPicker {
 
     /// A backend not in `excluded` (ids), or nil when the pool has none usable.
     mutating func pick(excluding excluded: [Int] = []) -> Backend? {
+        pickMember(excluding: excluded)?.member.backend
+    }
+
+    /// Like `pick`, with the member (its weight and traffic stats) and its group.
+    mutating func pickMember(excluding excluded: [Int] = []) -> (member: GroupMember, group: GroupSnapshot)? {
         let groups = pool.groups
         func usable(_ m: GroupMember) -> Bool { !excluded.contains(m.backend.id) }
         let g = groupPicker.next { gi in groups[gi].members.contains(where: usable) }
@@ -33,6 +38,6 @@ struct PoolPicker {
                 isEligible: { excluded.isEmpty || usable(members[$0]) },
                 inFlight: { members[$0].backend.inFlight.load(ordering: .relaxed) })
         }
-        return mi.map { members[$0].backend }
+        return mi.map { (members[$0], groups[gi]) }
     }
 }

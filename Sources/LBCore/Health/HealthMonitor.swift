@@ -13,6 +13,7 @@ import Glibc
 #endif
 import CLibevent
 import Logging
+import Prometheus
 
 final class HealthMonitor {
     private struct MemberKey: Hashable {
@@ -48,9 +49,12 @@ final class HealthMonitor {
         var ejectedAt = MonotonicInstant(nanoseconds: 0)
         var successesSinceEjection = 0
         var label = "new"
+        /// Its traffic, for /metrics and /v1/pools; the histogram leaves /metrics with the member.
+        let stats: TrafficStats
 
         init(backend: Backend, pool: Int, group: Int, weight: Int, active: ActiveHealth?, passive: PassiveHealth,
-             now: MonotonicInstant) {
+             now: MonotonicInstant, stats: TrafficStats) {
+            self.stats = stats
             self.backend = backend
             self.pool = pool
             self.group = group
@@ -62,6 +66,8 @@ final class HealthMonitor {
             self.upSince = now
             self.nextProbe = now
         }
+
+        deinit { stats.unregister() }
     }
 
     /// A member as the group's source (static list or discovery) gives it.
@@ -94,6 +100,11 @@ final class HealthMonitor {
     private let hooks: HealthHooks
     /// Admin overrides of backends (weights, admin states); they apply to members only.
     private var overrides = AdminOverrides()
+    /// Histograms for /metrics.
+    let metrics = PrometheusCollectorRegistry()
+    /// Traffic per group ("pool/group") and per pool, kept across snapshots.
+    private var groupStats: [String: TrafficStats] = [:]
+    private var poolStats: [String: TrafficStats] = [:]
 
     init(base: OpaquePointer, config: LBConfig, registry: BackendRegistry, logger: Logger, overrides: AdminOverrides = AdminOverrides()) {
         self.base = base
@@ -144,10 +155,26 @@ final class HealthMonitor {
                     let inRotation = layout[pi][gi].compactMap { members[$0] }.filter(\.inRotation)
                     return GroupSnapshot(
                         name: group.name, share: group.share,
-                        members: inRotation.map { GroupMember(backend: $0.backend, weight: $0.effectiveWeight) })
-                })
+                        members: inRotation.map { GroupMember(backend: $0.backend, weight: $0.effectiveWeight, stats: $0.stats) },
+                        stats: stats(pool: pool.name, group: group.name))
+                },
+                stats: stats(pool: pool.name, group: nil))
         }
         return RuntimeSnapshot(generation: generation, pools: pools)
+    }
+
+    /// The traffic of a group, or of the pool when `group` is nil; made on first use.
+    func stats(pool: String, group: String?) -> TrafficStats {
+        if let group {
+            if let s = groupStats["\(pool)/\(group)"] { return s }
+            let s = TrafficStats(registry: metrics, level: "group", histogramLabels: nil)
+            groupStats["\(pool)/\(group)"] = s
+            return s
+        }
+        if let s = poolStats[pool] { return s }
+        let s = TrafficStats(registry: metrics, level: "pool", histogramLabels: [("pool", pool)])
+        poolStats[pool] = s
+        return s
     }
 
     /// Sets a group's members (discovery calls this on every change). Members that stay keep
@@ -189,9 +216,12 @@ final class HealthMonitor {
                         settings: .init(interval: $0.interval, timeout: $0.timeout, rise: $0.rise, fall: $0.fall),
                         seed: seed)
                 }
+                let stats = TrafficStats(
+                    registry: metrics, level: "backend",
+                    histogramLabels: [("pool", pool.name), ("group", pool.groups[gi].name), ("backend", e.backend.address.description)])
                 let m = Member(
                     backend: e.backend, pool: pi, group: gi, weight: e.weight, active: active,
-                    passive: PassiveHealth(policy: pool.passive.policy), now: now)
+                    passive: PassiveHealth(policy: pool.passive.policy), now: now, stats: stats)
                 m.priority = e.priority
                 applyOverride(m, now: now)
                 // First probes right away (spread over 50 ms), so new members join fast.
@@ -310,6 +340,7 @@ final class HealthMonitor {
         let inFlight: Int
         let leaving: Bool
         let admin: AdminState
+        let stats: TrafficStats
     }
 
     /// Members by pool and group (config order), and whether each group is capped.
@@ -328,7 +359,7 @@ final class HealthMonitor {
                         address: m.backend.address, weight: m.weight, effectiveWeight: m.effectiveWeight,
                         inRotation: m.inRotation, state: m.label, checks: m.active?.status,
                         successes: successes, failures: failures, ejections: m.passive.ejections,
-                        inFlight: inFlight, leaving: m.leaving, admin: m.admin))
+                        inFlight: inFlight, leaving: m.leaving, admin: m.admin, stats: m.stats))
                 }
                 row.append((list, cappedGroups.contains([pi, gi])))
             }

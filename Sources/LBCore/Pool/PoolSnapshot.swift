@@ -29,16 +29,25 @@ public final class Backend: Sendable {
 public struct GroupMember: Sendable {
     public let backend: Backend
     public let weight: Int
+    /// This member's traffic (labels: pool, group, backend).
+    let stats: TrafficStats
+    init(backend: Backend, weight: Int, stats: TrafficStats = TrafficStats()) {
+        self.backend = backend
+        self.weight = weight
+        self.stats = stats
+    }
 }
 
 public final class GroupSnapshot: Sendable {
     public let name: String
     public let share: Share
     public let members: [GroupMember]
-    init(name: String, share: Share, members: [GroupMember]) {
+    let stats: TrafficStats
+    init(name: String, share: Share, members: [GroupMember], stats: TrafficStats = TrafficStats()) {
         self.name = name
         self.share = share
         self.members = members
+        self.stats = stats
     }
 }
 
@@ -47,11 +56,13 @@ public final class PoolSnapshot: Sendable {
     public let balance: BalanceAlgorithm
     public let retries: Int
     public let groups: [GroupSnapshot]
-    init(name: String, balance: BalanceAlgorithm, retries: Int, groups: [GroupSnapshot]) {
+    let stats: TrafficStats
+    init(name: String, balance: BalanceAlgorithm, retries: Int, groups: [GroupSnapshot], stats: TrafficStats = TrafficStats()) {
         self.name = name
         self.balance = balance
         self.retries = retries
         self.groups = groups
+        self.stats = stats
     }
 }
 

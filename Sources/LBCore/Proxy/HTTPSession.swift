@@ -57,6 +57,8 @@ final class HTTPSession: Session, EndpointDelegate {
     // The upstream side.
     private var upstream: Endpoint?
     private var backend: Backend?
+    /// The traffic counters of the current backend (as a group member) and its group.
+    private var stats: (member: TrafficStats, group: TrafficStats)?
     private var upstreamWasReused = false
     private var response: HTTPResponseHead?
     private var responseBody = BodyState.done
@@ -115,6 +117,7 @@ final class HTTPSession: Session, EndpointDelegate {
         case (.connecting, _):
             connectFailed(errno: ETIMEDOUT)
         case (.forwarding, _):
+            backendFailed()
             if response == nil {
                 respondError(status: 504, reason: "Gateway Timeout", log: "backend response deadline")
             } else {
@@ -218,6 +221,7 @@ final class HTTPSession: Session, EndpointDelegate {
         attempts = 0
         exhaustedStatus = 503
         worker.shared.requestsInFlight[listener.poolIndex].add(1)
+        worker.snapshot.pools[listener.poolIndex].stats.request()
         countedRequest = true
         response = nil
         responseBytes = 0
@@ -229,7 +233,7 @@ final class HTTPSession: Session, EndpointDelegate {
     // MARK: upstream side
 
     private func connectUpstream() {
-        guard let b = worker.pick(poolIndex: listener.poolIndex, excluding: excluded) else {
+        guard let (member, group) = worker.pick(poolIndex: listener.poolIndex, excluding: excluded) else {
             if exhaustedStatus == 502 {
                 badGateway("backends failed before responding")
             } else {
@@ -237,7 +241,11 @@ final class HTTPSession: Session, EndpointDelegate {
             }
             return
         }
+        let b = member.backend
         backend = b
+        stats = (member.stats, group.stats)
+        member.stats.request()
+        group.stats.request()
         b.inFlight.add(1, ordering: .relaxed)
         if let ep = worker.takeIdle(b.id) {
             upstream = ep
@@ -271,6 +279,7 @@ final class HTTPSession: Session, EndpointDelegate {
 
     /// The backend could not be reached: try another one, within the pool's retries.
     private func connectFailed(errno: Int32) {
+        backendFailed()
         let failed = backend
         releaseUpstream(reuse: false)
         if let b = failed {
@@ -411,6 +420,10 @@ final class HTTPSession: Session, EndpointDelegate {
         let status = response?.status ?? 0
         let reusable = (response?.keepAlive ?? false) && requestBody.isDone
         accessLog(req, status: status)
+        let nanos = monotonicNanos() &- requestStartNanos
+        stats?.member.response(status: status, nanoseconds: nanos)
+        stats?.group.response(status: status, nanoseconds: nanos)
+        worker.snapshot.pools[listener.poolIndex].stats.response(status: status, nanoseconds: nanos)
         if let b = backend {
             let failed = status >= 500 && worker.config.pools[listener.poolIndex].passive.on5xx
             worker.reportOutcome(failed ? .failed : .success, backend: b, pool: listener.poolIndex)
@@ -430,11 +443,19 @@ final class HTTPSession: Session, EndpointDelegate {
         if client.inputLength > 0 { parseHead() }
     }
 
+    /// Counts an attempt on the current backend that got no complete response.
+    private func backendFailed() {
+        guard backend != nil, let stats else { return }
+        stats.member.error()
+        stats.group.error()
+    }
+
     /// Ends the use of the current upstream connection: back to the idle pool, or closed.
     private func releaseUpstream(reuse: Bool) {
         if let b = backend {
             b.inFlight.subtract(1, ordering: .relaxed)
             backend = nil
+            stats = nil
         }
         guard let up = upstream else { return }
         upstream = nil
@@ -448,6 +469,7 @@ final class HTTPSession: Session, EndpointDelegate {
     /// The upstream connection failed or closed before the response completed.
     private func upstreamLost(reason: String) {
         guard let req = request else { return }
+        backendFailed()
         let nothingSentBack = response == nil
         // A pooled connection the backend closed as we reused it, or a fresh one that died before
         // any response byte: safe to replay when the request has no body (RFC 9110 §9.2.2).
@@ -520,7 +542,11 @@ final class HTTPSession: Session, EndpointDelegate {
             abort(log)
             return
         }
-        if let req = request { accessLog(req, status: status, note: log) }
+        if let req = request {
+            accessLog(req, status: status, note: log)
+            worker.snapshot.pools[listener.poolIndex].stats.response(
+                status: status, nanoseconds: monotonicNanos() &- requestStartNanos)
+        }
         endRequest()
         releaseUpstream(reuse: false)
         let body = "\(status) \(reason)\n"

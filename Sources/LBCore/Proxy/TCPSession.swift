@@ -17,6 +17,8 @@ final class TCPSession: Session, EndpointDelegate {
     let clientAddress: String
     private var upstream: Endpoint?
     private var backend: Backend?
+    /// The traffic counters of the backend (as a group member) and group of this connection.
+    private var stats: (member: TrafficStats, group: TrafficStats)?
     private var timer: OpaquePointer?
     private var excluded: [Int] = []
     private var attempts = 0
@@ -53,12 +55,17 @@ final class TCPSession: Session, EndpointDelegate {
     }
 
     private func connectUpstream() {
-        guard let b = worker.pick(poolIndex: listener.poolIndex, excluding: excluded) else {
+        guard let (member, group) = worker.pick(poolIndex: listener.poolIndex, excluding: excluded) else {
             worker.shared.logger.warning("tcp: no usable backend", metadata: ["client": "\(clientAddress)"])
             finish()
             return
         }
+        let b = member.backend
         backend = b
+        stats = (member.stats, group.stats)
+        member.stats.request()
+        group.stats.request()
+        worker.snapshot.pools[listener.poolIndex].stats.request()
         b.inFlight.add(1, ordering: .relaxed)
         do {
             switch try startConnect(to: b.sockaddr) {
@@ -77,6 +84,8 @@ final class TCPSession: Session, EndpointDelegate {
     }
 
     private func connectFailed(errno: Int32) {
+        stats?.member.error()
+        stats?.group.error()
         if let b = backend {
             b.inFlight.subtract(1, ordering: .relaxed)
             excluded.append(b.id)

@@ -167,11 +167,11 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    func pick(poolIndex: Int, excluding: [Int]) -> Backend? {
+    func pick(poolIndex: Int, excluding: [Int]) -> (member: GroupMember, group: GroupSnapshot)? {
         // A new snapshot may be published while this loop has not yet run its doorbell (an accept
         // can come first in the same turn): one relaxed load here means every pick sees the latest.
         if shared.store.generation.load(ordering: .relaxed) != snapshot.generation { refreshSnapshot() }
-        return pickers[poolIndex].pick(excluding: excluding)
+        return pickers[poolIndex].pickMember(excluding: excluding)
     }
 
     func register(_ s: Session) { sessions[ObjectIdentifier(s)] = s }

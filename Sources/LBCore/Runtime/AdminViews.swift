@@ -4,6 +4,7 @@
 // Control thread only: reads the health monitor and discovery directly.
 
 import Foundation
+import Prometheus
 
 struct AdminViews {
     let monitor: HealthMonitor
@@ -110,6 +111,9 @@ struct AdminViews {
                         "\"weight\": \(m.weight)", "\"effective_weight\": \(m.effectiveWeight)",
                         "\"checks\": {\"enabled\": \(m.checks != nil), \"successes\": \(m.successes), \"failures\": \(m.failures)}",
                         "\"ejections\": \(m.ejections)", "\"in_flight\": \(m.inFlight)",
+                        "\"requests\": \(m.stats.requestCount)", "\"errors\": \(m.stats.errorCount)",
+                        "\"responses\": {" + zip(["1xx", "2xx", "3xx", "4xx", "5xx"], m.stats.responseCounts)
+                            .map { "\"\($0)\": \($1)" }.joined(separator: ", ") + "}",
                     ]
                 } else {
                     fields += ["\"health\": \"unknown\"", "\"in_rotation\": false"]
@@ -140,50 +144,71 @@ struct AdminViews {
 
     // MARK: Prometheus text
 
+    /// /metrics: the state of pools, groups and backends, and their traffic, rendered through
+    /// swift-prometheus. Point-in-time values (states, weights, counts kept as atomics by the
+    /// workers) go into a registry made for this scrape; the latency histograms live in the
+    /// health monitor's registry, which the workers record into.
     func metrics() -> String {
         let now = MonotonicInstant(nanoseconds: monotonicNanos())
-        var out: [String] = []
-        func family(_ name: String, _ type: String, _ help: String) {
-            out.append("# HELP \(name) \(help)")
-            out.append("# TYPE \(name) \(type)")
+        let r = PrometheusCollectorRegistry()
+        func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
+            r.makeGauge(name: name, labels: labels, help: help).set(value)
         }
-        func label(_ s: String) -> String { s.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"") }
+        func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Int) {
+            r.makeCounter(name: name, labels: labels, help: help).increment(by: Int64(value))
+        }
+        func traffic(_ level: String, _ labels: [(String, String)], _ stats: TrafficStats) {
+            let help = level == "pool"
+                ? "Requests received for the pool." : "Requests sent to the \(level) (each attempt on a backend counts)."
+            counter("lbd_\(level)_requests_total", help, labels, stats.requestCount)
+            for (c, n) in zip(["1xx", "2xx", "3xx", "4xx", "5xx"], stats.responseCounts) {
+                counter("lbd_\(level)_responses_total", "Responses by status class.", labels + [("class", c)], n)
+            }
+            if level != "pool" {
+                counter("lbd_\(level)_errors_total", "Attempts that got no complete response: connect failures, resets, timeouts.", labels, stats.errorCount)
+            }
+        }
         let all = groups()
-        family("lbd_backend_in_rotation", "gauge", "1 if the backend receives traffic.")
-        for g in all { for r in g.rows {
-            out.append("lbd_backend_in_rotation{pool=\"\(label(g.pool))\",group=\"\(label(g.group))\",backend=\"\(label(r.key))\",discovery=\"\(r.discoveryState)\"} \((r.member?.inRotation ?? false) ? 1 : 0)")
-        } }
-        family("lbd_backend_in_flight", "gauge", "Requests in flight on the backend.")
-        for g in all { for r in g.rows { if let m = r.member {
-            out.append("lbd_backend_in_flight{pool=\"\(label(g.pool))\",group=\"\(label(g.group))\",backend=\"\(label(r.key))\"} \(m.inFlight)")
-        } } }
-        family("lbd_backend_weight", "gauge", "Effective weight (slow start applied).")
-        for g in all { for r in g.rows { if let m = r.member {
-            out.append("lbd_backend_weight{pool=\"\(label(g.pool))\",group=\"\(label(g.group))\",backend=\"\(label(r.key))\"} \(m.effectiveWeight)")
-        } } }
-        family("lbd_group_capped", "gauge", "1 if health would take out more than max_unhealthy of the group.")
-        for g in all { out.append("lbd_group_capped{pool=\"\(label(g.pool))\",group=\"\(label(g.group))\"} \(g.capped ? 1 : 0)") }
-        family("lbd_discovery_stale_seconds", "gauge", "Seconds since discovery last succeeded, while it fails (0 when fresh).")
-        for g in all { if let s = g.srv {
-            let stale = s.staleSince.map { Double((now - $0).milliseconds) / 1000 } ?? 0
-            out.append("lbd_discovery_stale_seconds{pool=\"\(label(g.pool))\",group=\"\(label(g.group))\"} \(stale)")
-        } }
-        family("lbd_discovery_overflow_total", "counter", "SRV records that found no free slot.")
-        for g in all { if let s = g.srv {
-            out.append("lbd_discovery_overflow_total{pool=\"\(label(g.pool))\",group=\"\(label(g.group))\"} \(s.slots.overflowTotal)")
-        } }
-        family("lbd_discovery_resolutions_total", "counter", "SRV resolutions started.")
-        for g in all { if let s = g.srv {
-            out.append("lbd_discovery_resolutions_total{pool=\"\(label(g.pool))\",group=\"\(label(g.group))\"} \(s.resolutions)")
-        } }
-        family("lbd_discovery_failures_total", "counter", "SRV resolutions that failed (the last good set stayed).")
-        for g in all { if let s = g.srv {
-            out.append("lbd_discovery_failures_total{pool=\"\(label(g.pool))\",group=\"\(label(g.group))\"} \(s.failures)")
-        } }
-        let r = reloads()
-        family("lbd_reloads_total", "counter", "Configuration reloads by outcome.")
-        out.append("lbd_reloads_total{result=\"ok\"} \(r.ok)")
-        out.append("lbd_reloads_total{result=\"rejected\"} \(r.rejected)")
-        return out.joined(separator: "\n") + "\n"
+        var pools: [String] = []
+        for g in all {
+            if !pools.contains(g.pool) { pools.append(g.pool) }
+            let gl = [("pool", g.pool), ("group", g.group)]
+            gauge("lbd_group_share_percent", "The group's share of the pool's traffic.", gl, Double(g.share.basisPoints) / 100)
+            gauge("lbd_group_capped", "1 if health would take out more than max_unhealthy of the group.", gl, g.capped ? 1 : 0)
+            traffic("group", gl, monitor.stats(pool: g.pool, group: g.group))
+            if let s = g.srv {
+                let stale = s.staleSince.map { Double((now - $0).milliseconds) / 1000 } ?? 0
+                gauge("lbd_discovery_stale_seconds", "Seconds since discovery last succeeded, while it fails (0 when fresh).", gl, stale)
+                counter("lbd_discovery_overflow_total", "SRV records that found no free slot.", gl, s.slots.overflowTotal)
+                counter("lbd_discovery_resolutions_total", "SRV resolutions started.", gl, s.resolutions)
+                counter("lbd_discovery_failures_total", "SRV resolutions that failed (the last good set stayed).", gl, s.failures)
+            }
+            for row in g.rows {
+                // `backend` is the address, like the other backend series; `id` is /v1/pools' id
+                // (the SRV target and port), which also names a slot with no member.
+                let bl = gl + [("backend", row.member?.address.description ?? row.key), ("id", row.key)]
+                gauge("lbd_backend_in_rotation", "1 if the backend receives traffic.", bl + [("discovery", row.discoveryState)],
+                      (row.member?.inRotation ?? false) ? 1 : 0)
+                guard let m = row.member else { continue }
+                let ml = gl + [("backend", m.address.description)]
+                gauge("lbd_backend_up", "1 if the backend passes its health checks (or has none) and is not ejected.", ml,
+                      m.state == "down" || m.state == "ejected" || m.state == "new" ? 0 : 1)
+                for state in AdminState.allCases {
+                    gauge("lbd_backend_admin_state", "The backend's admin state (1 for the current one).", ml + [("state", state.rawValue)],
+                          m.admin == state ? 1 : 0)
+                }
+                gauge("lbd_backend_in_flight", "Requests in flight on the backend.", ml, Double(m.inFlight))
+                gauge("lbd_backend_weight", "Effective weight (slow start applied).", ml, Double(m.effectiveWeight))
+                traffic("backend", ml, m.stats)
+            }
+        }
+        for p in pools { traffic("pool", [("pool", p)], monitor.stats(pool: p, group: nil)) }
+        let reloads = reloads()
+        counter("lbd_reloads_total", "Configuration reloads by outcome.", [("result", "ok")], reloads.ok)
+        counter("lbd_reloads_total", "Configuration reloads by outcome.", [("result", "rejected")], reloads.rejected)
+        var buffer: [UInt8] = []
+        r.emit(into: &buffer)
+        monitor.metrics.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
     }
 }
