@@ -66,13 +66,13 @@ import Testing
 
         // Same file: everything stays.
         var same = o
-        #expect(same.reconcile(old: old, new: old).isEmpty)
+        #expect(same.reconcile(old: PoolBasis.of(old), new: PoolBasis.of(old)).isEmpty)
         #expect(same == o)
 
         // The file changes 9002's weight: that override goes, the rest stays.
         let reweighted = config(shares: [("stable", 9_000), ("canary", 1_000)], weights: [1, 4])
         var w = o
-        let dropped = w.reconcile(old: old, new: reweighted)
+        let dropped = w.reconcile(old: PoolBasis.of(old), new: PoolBasis.of(reweighted))
         #expect(dropped.count == 1)
         #expect(w.backends["web"]?["127.0.0.1:9002"] == nil)
         #expect(w.backends["web"]?["127.0.0.1:9001"] == BackendOverride(weight: 7, state: .drain))
@@ -81,7 +81,7 @@ import Testing
         // The file changes the shares: the share overrides go, the admin state stays.
         let reshared = config(shares: [("stable", 8_000), ("canary", 2_000)], weights: [5, 1])
         var s = o
-        _ = s.reconcile(old: old, new: reshared)
+        _ = s.reconcile(old: PoolBasis.of(old), new: PoolBasis.of(reshared))
         #expect(shares(s, reshared) == [8_000, 2_000])
         #expect(s.backends["web"]?["127.0.0.1:9001"] == BackendOverride(weight: nil, state: .drain))
     }

@@ -297,6 +297,7 @@ def test_promote_and_revert_under_load_without_a_failed_request(stack, tmp_path)
         t_promote = time.monotonic()
         assert status == 200 and {g["name"]: g["share"] for g in doc["groups"]} == {"stable": 0, "canary": 100}
         time.sleep(1.0)
+        t_revert_sent = time.monotonic()
         status, doc, _ = api(lbd.admin_port, "POST", "/v1/pools/web/revert", {})
         t_revert = time.monotonic()
         assert status == 200 and {g["name"]: g["share"] for g in doc["groups"]} == {"stable": 100, "canary": 0}
@@ -306,7 +307,7 @@ def test_promote_and_revert_under_load_without_a_failed_request(stack, tmp_path)
         results = list(load.results)
     # After each change only the new group answers, but for at most one request per client
     # thread that was already in flight (the client records a response when it has read it).
-    after_promote = Counter(b for t, s, b in results if t_promote < t < t_revert)
+    after_promote = Counter(b for t, s, b in results if t_promote < t < t_revert_sent)
     after_revert = Counter(b for t, s, b in results if t > t_revert)
     assert after_promote["c0"] + after_promote["c1"] > 100, after_promote
     assert sum(after_promote.values()) - after_promote["c0"] - after_promote["c1"] <= 4, after_promote
@@ -354,3 +355,22 @@ def test_swap_a_group_source_through_the_api_under_load_and_it_survives_a_restar
     restart(lbd)
     assert served_by(lbd.port, 40) == Counter({"c": 30, "b": 10})
     assert events(lbd, "restored admin overrides from the state file")
+
+
+def test_a_restart_with_a_changed_file_lets_the_file_win_for_what_it_changed(stack, tmp_path):
+    a, b = stack.backend("a"), stack.backend("b")
+    lbd = admin_stack(stack, {"web": h.pool([a.address, b.address])}, tmp_path, workers=1)
+    assert api(lbd.admin_port, "PUT", f"/v1/pools/web/backends/{a.address}", {"weight": 3})[0] == 200
+    assert api(lbd.admin_port, "PUT", f"/v1/pools/web/backends/{b.address}", {"weight": 2, "state": "drain"})[0] == 200
+    lbd.stop()
+    cfg = dict(lbd.cfg)
+    cfg["pools"] = {"web": h.pool([(a.address, 5), b.address])}
+    lbd.cfg = cfg
+    lbd.config_path.write_text(h.to_yaml(cfg))
+    lbd.start()
+    bs = backends(lbd)
+    assert bs[a.address]["weight"] == 5, "the file changed a's weight: the file wins"
+    assert bs[b.address]["weight"] == 2 and bs[b.address]["admin"] == "drain", "b's overrides stay"
+    assert [e for e in events(lbd, "admin override not restored") if a.address in e.get("override", "")]
+    saved = json.loads((tmp_path / "state.json").read_text())["overrides"]
+    assert a.address not in saved["backends"]["web"] and saved["backends"]["web"][b.address]["weight"] == 2

@@ -71,6 +71,8 @@ struct AdminOverrides: Codable, Equatable, Sendable {
     var groups: [String: [String: GroupOverride]] = [:]
     /// Pool name → the group promoted last (what `revert` undoes by default).
     var promoted: [String: String] = [:]
+    /// The file's settings when these were saved (nil in memory; set when written).
+    var basis: [PoolBasis]?
 
     var isEmpty: Bool { backends.isEmpty && groups.isEmpty && promoted.isEmpty }
 
@@ -196,27 +198,28 @@ struct AdminOverrides: Codable, Equatable, Sendable {
         return parts
     }
 
-    // MARK: reload
+    // MARK: reload and restart
 
-    /// Keeps the overrides a reload from `old` to `new` (both as read from the file) leaves alone:
-    /// a pool's shares are dropped when the file changed any of its groups' shares or its set of
-    /// groups; a group's source when the file changed that source; a backend's weight when the file
-    /// changed that static backend's weight. Admin states have no file setting and always stay.
-    /// Returns a line per dropped override.
-    mutating func reconcile(old: LBConfig, new: LBConfig) -> [String] {
+    /// Keeps the overrides a change of the file from `old` to `new` leaves alone: a pool's shares
+    /// are dropped when the file changed any of its groups' shares or its set of groups; a group's
+    /// source when the file changed that source; a backend's weight when the file changed that
+    /// static backend's weight. Admin states have no file setting and always stay. Used on reload,
+    /// and at start against the file the overrides were saved with (`basis`). Returns a line per
+    /// dropped override.
+    mutating func reconcile(old: [PoolBasis], new: [PoolBasis]) -> [String] {
         var dropped: [String] = []
         for poolName in Set(groups.keys).union(backends.keys).union(promoted.keys).sorted() {
-            guard let newPool = new.pools.first(where: { $0.name == poolName }),
-                  let oldPool = old.pools.first(where: { $0.name == poolName }) else {
+            guard let newPool = new.first(where: { $0.name == poolName }),
+                  let oldPool = old.first(where: { $0.name == poolName }) else {
                 groups[poolName] = nil
                 backends[poolName] = nil
                 promoted[poolName] = nil
                 dropped.append("pools.\(poolName): the pool is gone")
                 continue
             }
-            let oldShares = oldPool.groups.map { [$0.name: $0.share] }
-            let newShares = newPool.groups.map { [$0.name: $0.share] }
             if var pool = groups[poolName] {
+                let oldShares = oldPool.groups.map { [$0.name: $0.share] }
+                let newShares = newPool.groups.map { [$0.name: $0.share] }
                 if oldShares != newShares, pool.values.contains(where: { $0.share != nil }) {
                     for name in pool.keys { pool[name]?.share = nil }
                     promoted[poolName] = nil
@@ -237,8 +240,8 @@ struct AdminOverrides: Codable, Equatable, Sendable {
                 groups[poolName] = pool.isEmpty ? nil : pool
             }
             if var list = backends[poolName] {
-                let oldWeights = Self.staticWeights(oldPool)
-                let newWeights = Self.staticWeights(newPool)
+                let oldWeights = oldPool.staticWeights
+                let newWeights = newPool.staticWeights
                 for key in list.keys.sorted() where list[key]?.weight != nil && oldWeights[key] != newWeights[key] {
                     list[key]?.weight = nil
                     dropped.append("pools.\(poolName) backend \(key): weight (the file changed it)")
@@ -250,13 +253,30 @@ struct AdminOverrides: Codable, Equatable, Sendable {
         }
         return dropped
     }
+}
 
-    private static func staticWeights(_ pool: PoolConfig) -> [String: Int] {
+/// The file's settings that overrides can shadow, per pool: saved with the overrides, so a start
+/// with a changed file drops the overrides of what changed, as a reload does.
+struct PoolBasis: Codable, Equatable, Sendable {
+    struct Group: Codable, Equatable, Sendable {
+        var name: String
+        var share: Int
+        var source: SourceOverride
+    }
+    var name: String
+    var groups: [Group]
+
+    init(_ pool: PoolConfig) {
+        name = pool.name
+        groups = pool.groups.map { Group(name: $0.name, share: $0.share.basisPoints, source: SourceOverride($0.source)) }
+    }
+
+    static func of(_ config: LBConfig) -> [PoolBasis] { config.pools.map(PoolBasis.init) }
+
+    var staticWeights: [String: Int] {
         var out: [String: Int] = [:]
-        for group in pool.groups {
-            if case .staticBackends(let list) = group.source {
-                for b in list { out[b.address.description] = b.weight }
-            }
+        for g in groups {
+            for b in g.source.static ?? [] { out[SocketAddress(host: b.host, port: b.port).description] = b.weight }
         }
         return out
     }

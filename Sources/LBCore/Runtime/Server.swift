@@ -44,7 +44,12 @@ public final class Server {
         self.logger = logger
         fileConfig = config
         store = StateStore(path: config.stateFile, logger: logger)
-        adminOverrides = store.state.overrides ?? AdminOverrides()
+        var restored = store.state.overrides ?? AdminOverrides()
+        // Overrides of settings the file changed while lbd was down give way to the file.
+        let dropped = restored.basis.map { restored.reconcile(old: $0, new: PoolBasis.of(config)) } ?? []
+        restored.basis = nil
+        adminOverrides = restored
+        for d in dropped { logger.notice("admin override not restored", metadata: ["override": "\(d)"]) }
         let (running, problems) = adminOverrides.applied(to: config)
         for p in problems { logger.error("admin override not restored", metadata: ["problem": "\(p)"]) }
         if !adminOverrides.isEmpty {
@@ -77,6 +82,7 @@ public final class Server {
             for w in self.workers { w.wake() }
         }
         discovery.start(base: cb)
+        if !dropped.isEmpty { persistOverrides() }
         if let adminConfig = config.admin {
             let views = AdminViews(
                 monitor: monitor, discovery: discovery,
@@ -180,7 +186,7 @@ public final class Server {
         file.resolvers = new.resolvers
         // Admin overrides stay unless the file changed the same setting.
         var overrides = adminOverrides
-        let dropped = overrides.reconcile(old: fileConfig, new: file)
+        let dropped = overrides.reconcile(old: PoolBasis.of(fileConfig), new: PoolBasis.of(file))
         var (running, problems) = overrides.applied(to: file)
         if !problems.isEmpty {
             overrides.groups = [:]
@@ -189,10 +195,7 @@ public final class Server {
         fileConfig = file
         adminOverrides = overrides
         config = running
-        if store.state.overrides != (overrides.isEmpty ? nil : overrides) {
-            store.state.overrides = overrides.isEmpty ? nil : overrides
-            store.save()
-        }
+        if store.state.overrides != nil || !overrides.isEmpty { persistOverrides() }
         monitor.reconfigure(running, overrides: overrides)
         discovery.reconfigure(running)
         for d in dropped + problems {
@@ -254,13 +257,22 @@ func startThread(name: String, _ body: @escaping () -> Void) -> pthread_t {
 extension Server: AdminHost {
     var runningConfig: LBConfig { config }
 
+    /// Writes `overrides` (default: the current ones) to the state file, with the file's settings
+    /// they were made against.
+    @discardableResult
+    private func persistOverrides(_ overrides: AdminOverrides? = nil) -> SystemCallError? {
+        var o = overrides ?? adminOverrides
+        o.basis = PoolBasis.of(fileConfig)
+        store.state.overrides = o.isEmpty ? nil : o
+        return store.save()
+    }
+
     func commit(_ overrides: AdminOverrides, reason: String) -> AdminChangeError? {
         guard let monitor = health, let discovery else { return AdminChangeError(status: 500, message: "not running") }
         let (running, problems) = overrides.applied(to: fileConfig)
         guard problems.isEmpty else { return AdminChangeError(status: 409, message: problems.joined(separator: "; ")) }
         let saved = store.state.overrides
-        store.state.overrides = overrides.isEmpty ? nil : overrides
-        if let error = store.save() {
+        if let error = persistOverrides(overrides) {
             store.state.overrides = saved
             return AdminChangeError(status: 500, message: "cannot write the state file (\(error)); nothing changed")
         }
