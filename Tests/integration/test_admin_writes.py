@@ -51,7 +51,13 @@ def admin_stack(stack, pools, tmp_path, token=TOKEN, **kw):
         admin["token_file"] = str(token_file)
     lbd = stack.lbd(pools, admin=admin, state_file=str(tmp_path / "state.json"), **kw)
     lbd.admin_port = port
+    wait_admin(lbd)
     return lbd
+
+
+def wait_admin(lbd):
+    """The harness waits for the proxy listeners; the admin listener binds just after them."""
+    wait_until(lambda: h.can_connect(lbd.admin_port, 0.2), 5, what="the admin endpoint listening")
 
 
 def backends(lbd, pool="web") -> dict:
@@ -75,6 +81,7 @@ def two_groups(stable, canary, stable_share=95, canary_share=5) -> dict:
 def restart(lbd):
     lbd.stop()
     lbd.start()
+    wait_admin(lbd)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -368,6 +375,7 @@ def test_a_restart_with_a_changed_file_lets_the_file_win_for_what_it_changed(sta
     lbd.cfg = cfg
     lbd.config_path.write_text(h.to_yaml(cfg))
     lbd.start()
+    wait_admin(lbd)
     bs = backends(lbd)
     assert bs[a.address]["weight"] == 5, "the file changed a's weight: the file wins"
     assert bs[b.address]["weight"] == 2 and bs[b.address]["admin"] == "drain", "b's overrides stay"

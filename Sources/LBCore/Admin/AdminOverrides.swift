@@ -145,7 +145,7 @@ struct AdminOverrides: Codable, Equatable, Sendable {
     /// the file, rescaled to fill 100%.
     mutating func revert(group: String?, in pool: PoolConfig, file: PoolConfig) throws(AdminChangeError) {
         guard let name = group ?? promoted[pool.name] else {
-            throw AdminChangeError(status: 400, message: "name the group to revert: {\"group\": \"canary\"}")
+            throw AdminChangeError(status: 409, message: "nothing was promoted in \(pool.name); name the group to revert: {\"group\": \"canary\"}")
         }
         guard let gi = pool.groups.firstIndex(where: { $0.name == name }) else {
             throw AdminChangeError(status: 404, message: "pool \(pool.name) has no group \(name)")

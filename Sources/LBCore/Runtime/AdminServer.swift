@@ -98,6 +98,19 @@ private final class AdminConnection: EndpointDelegate {
         switch HTTPRequestParser.parse(UnsafeRawBufferPointer(start: p, count: n), limits: HTTPLimits()) {
         case .incomplete:
             if endpoint.isEOF || n >= 65_536 { finish() }
+        case .failed(let error) where error.status == 501:
+            // A method the HTTP parser does not know: for the admin API that is a method the
+            // route does not take (404 or 405 with Allow), decided from the request line.
+            let line = UnsafeRawBufferPointer(start: p, count: min(n, 8192)).prefix { $0 != 0x0A && $0 != 0x0D }
+            let words = line.split(separator: 0x20, omittingEmptySubsequences: false)
+            guard words.count == 3 else {
+                send(.error(400, "bad request line"), head: false)
+                return
+            }
+            let request = AdminRequest(
+                method: String(decoding: words[0], as: UTF8.self), target: String(decoding: words[1], as: UTF8.self),
+                authorization: nil, contentType: nil, body: [])
+            send(server.respond(request), head: false)
         case .failed(let error):
             send(.error(error.status, "bad request: \(error)"), head: false)
         case .complete(let head):
