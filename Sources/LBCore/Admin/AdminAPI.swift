@@ -115,25 +115,28 @@ final class AdminAPI {
         default: break
         }
         if let refusal = authorize(request) { return refusal }
-        let fields: [String: JSONValue]
-        switch parseBody(request) {
-        case .success(let f): fields = f
-        case .failure(let e): return .error(e.status, e.message)
-        }
-        let result: Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
-        switch route {
-        case .backend(let pool, let address): result = setBackend(pool: pool, address: address, fields)
-        case .group(let pool, let group): result = setGroup(pool: pool, group: group, fields)
-        case .promote(let pool): result = promote(pool: pool, fields)
-        case .revert(let pool): result = revert(pool: pool, fields)
-        default: return .error(404, "no such path: \(path)")
-        }
-        switch result {
-        case .failure(let e): return .error(e.status, e.message)
-        case .success(let change):
+        do throws(AdminChangeError) {
+            let fields = try parseBody(request)
+            let change: Change
+            switch route {
+            case .backend(let pool, let address): change = try setBackend(pool: pool, address: address, fields)
+            case .group(let pool, let group): change = try setGroup(pool: pool, group: group, fields)
+            case .promote(let pool): change = try promote(pool: pool, fields)
+            case .revert(let pool): change = try revert(pool: pool, fields)
+            default: return .error(404, "no such path: \(path)")
+            }
             if let e = host.commit(change.overrides, reason: change.reason) { return .error(e.status, e.message) }
             return AdminReply(status: 200, body: views.poolJSON(change.pool) ?? "{}\n")
+        } catch {
+            return .error(error.status, error.message)
         }
+    }
+
+    /// A change checked whole: the overrides it leads to, and a line for the log.
+    private struct Change {
+        let pool: String
+        let reason: String
+        let overrides: AdminOverrides
     }
 
     // MARK: checks
@@ -152,105 +155,96 @@ final class AdminAPI {
         return nil
     }
 
-    private func parseBody(_ request: AdminRequest) -> Result<[String: JSONValue], AdminChangeError> {
-        if request.body.isEmpty { return .success([:]) }
+    private func parseBody(_ request: AdminRequest) throws(AdminChangeError) -> [String: JSONValue] {
+        if request.body.isEmpty { return [:] }
         let type = request.contentType?.split(separator: ";").first?.trimmingCharacters(in: .whitespaces).lowercased()
         guard type == "application/json" else {
-            return .failure(AdminChangeError(status: 415, message: "send the body as Content-Type: application/json"))
+            throw AdminChangeError(status: 415, message: "send the body as Content-Type: application/json")
         }
         guard let value = try? JSONDecoder().decode(JSONValue.self, from: Data(request.body)) else {
-            return .failure(AdminChangeError(status: 400, message: "the body is not valid JSON"))
+            throw AdminChangeError(status: 400, message: "the body is not valid JSON")
         }
-        guard case .object(let fields) = value else { return .failure(AdminChangeError(status: 400, message: "the body must be a JSON object")) }
-        return .success(fields)
+        guard case .object(let fields) = value else { throw AdminChangeError(status: 400, message: "the body must be a JSON object") }
+        return fields
     }
 
-    private func pool(_ name: String) -> Result<PoolConfig, AdminChangeError> {
+    private func pool(_ name: String) throws(AdminChangeError) -> PoolConfig {
         guard let pool = host.runningConfig.pools.first(where: { $0.name == name }) else {
-            return .failure(AdminChangeError(status: 404, message: "no pool named \(name)"))
+            throw AdminChangeError(status: 404, message: "no pool named \(name)")
         }
-        return .success(pool)
+        return pool
     }
 
-    private static func only(_ fields: [String: JSONValue], _ allowed: Set<String>) -> AdminChangeError? {
+    private static func only(_ fields: [String: JSONValue], _ allowed: Set<String>) throws(AdminChangeError) {
         let unknown = fields.keys.filter { !allowed.contains($0) }.sorted()
         guard unknown.isEmpty else {
-            return AdminChangeError(
+            throw AdminChangeError(
                 status: 400, message: "unknown field \(unknown.joined(separator: ", ")); allowed: \(allowed.sorted().joined(separator: ", "))")
         }
-        return nil
     }
 
     // MARK: changes
 
     private func setBackend(pool name: String, address text: String, _ fields: [String: JSONValue])
-        -> Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+        throws(AdminChangeError) -> Change
     {
-        let pool: PoolConfig
-        switch self.pool(name) {
-        case .success(let p): pool = p
-        case .failure(let e): return .failure(e)
-        }
-        if let e = Self.only(fields, ["weight", "state"]) { return .failure(e) }
+        let pool = try self.pool(name)
+        try Self.only(fields, ["weight", "state"])
         guard let address = parseSocketAddress(text), views.isMember(pool: name, address: address) else {
-            return .failure(AdminChangeError(status: 404, message: "pool \(name) has no backend \(text)"))
+            throw AdminChangeError(status: 404, message: "pool \(name) has no backend \(text)")
         }
         var weight: Int?
         var state: AdminState?
         if let w = fields["weight"] {
             guard case .number(let d) = w, d == d.rounded(), (1...256).contains(d) else {
-                return .failure(AdminChangeError(status: 400, message: "weight must be a whole number within 1...256"))
+                throw AdminChangeError(status: 400, message: "weight must be a whole number within 1...256")
             }
             weight = Int(d)
         }
         if let s = fields["state"] {
             guard case .string(let text) = s, let parsed = AdminState(rawValue: text) else {
-                return .failure(AdminChangeError(status: 400, message: "state must be one of ready, drain, maint"))
+                throw AdminChangeError(status: 400, message: "state must be one of ready, drain, maint")
             }
             state = parsed
         }
         guard weight != nil || state != nil else {
-            return .failure(AdminChangeError(status: 400, message: "send {\"weight\": 1...256} and/or {\"state\": \"ready\" | \"drain\" | \"maint\"}"))
+            throw AdminChangeError(status: 400, message: "send {\"weight\": 1...256} and/or {\"state\": \"ready\" | \"drain\" | \"maint\"}")
         }
         var o = host.adminOverrides
         o.setBackend(pool: name, address: address, weight: weight, state: state)
         let what = [weight.map { "weight=\($0)" }, state.map { "state=\($0.rawValue)" }].compactMap { $0 }.joined(separator: " ")
-        return .success((name, "backend \(address) \(what)", o))
+        return Change(pool: name, reason: "backend \(address) \(what)", overrides: o)
     }
 
     private func setGroup(pool name: String, group: String, _ fields: [String: JSONValue])
-        -> Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+        throws(AdminChangeError) -> Change
     {
-        let pool: PoolConfig
-        switch self.pool(name) {
-        case .success(let p): pool = p
-        case .failure(let e): return .failure(e)
-        }
+        let pool = try self.pool(name)
         guard let current = pool.groups.first(where: { $0.name == group }) else {
-            return .failure(AdminChangeError(status: 404, message: "pool \(name) has no group \(group)"))
+            throw AdminChangeError(status: 404, message: "pool \(name) has no group \(group)")
         }
         var o = host.adminOverrides
         let kinds = ["share", "srv", "static"].filter { fields[$0] != nil }
         guard kinds.count == 1 else {
-            return .failure(AdminChangeError(
-                status: 400, message: "send exactly one of {\"share\": 0...100}, {\"srv\": NAME, \"resolver\": NAME, \"slots\": N} or {\"static\": [ADDRESS, ...]}"))
+            throw AdminChangeError(
+                status: 400, message: "send exactly one of {\"share\": 0...100}, {\"srv\": NAME, \"resolver\": NAME, \"slots\": N} or {\"static\": [ADDRESS, ...]}")
         }
         switch kinds[0] {
         case "share":
-            if let e = Self.only(fields, ["share"]) { return .failure(e) }
+            try Self.only(fields, ["share"])
             guard let bp = Self.share(fields["share"]!) else {
-                return .failure(AdminChangeError(status: 400, message: "share must be a number within 0...100 with at most 2 decimals"))
+                throw AdminChangeError(status: 400, message: "share must be a number within 0...100 with at most 2 decimals")
             }
             do throws(AdminChangeError) {
                 try o.setShare(bp, group: group, in: pool)
             } catch {
-                return .failure(error)
+                throw error
             }
-            return .success((name, "group \(group) share=\(Share(basisPoints: bp).percentText)", o))
+            return Change(pool: name, reason: "group \(group) share=\(Share(basisPoints: bp).percentText)", overrides: o)
         case "srv":
-            if let e = Self.only(fields, ["srv", "resolver", "slots"]) { return .failure(e) }
+            try Self.only(fields, ["srv", "resolver", "slots"])
             guard case .string(let srv) = fields["srv"]! else {
-                return .failure(AdminChangeError(status: 400, message: "srv must be a DNS name, e.g. _web._tcp.service.consul"))
+                throw AdminChangeError(status: 400, message: "srv must be a DNS name, e.g. _web._tcp.service.consul")
             }
             var resolver: String?
             switch fields["resolver"] {
@@ -259,55 +253,55 @@ final class AdminAPI {
                 let all = host.runningConfig.resolvers
                 if resolver == nil && all.count == 1 { resolver = all[0].name }
                 guard resolver != nil else {
-                    return .failure(AdminChangeError(status: 400, message: "name the resolver: {\"resolver\": NAME}"))
+                    throw AdminChangeError(status: 400, message: "name the resolver: {\"resolver\": NAME}")
                 }
             case .string(let r): resolver = r
-            default: return .failure(AdminChangeError(status: 400, message: "resolver must be a resolver's name"))
+            default: throw AdminChangeError(status: 400, message: "resolver must be a resolver's name")
             }
             var slots: Int?
             switch fields["slots"] {
             case nil:
                 if case .srv(_, _, let s) = current.source { slots = s }
             case .number(let d) where d == d.rounded() && abs(d) < 1e9: slots = Int(d)
-            default: return .failure(AdminChangeError(status: 400, message: "slots must be a whole number within 1...4096"))
+            default: throw AdminChangeError(status: 400, message: "slots must be a whole number within 1...4096")
             }
-            return swap(.srv(name: srv, resolver: resolver, slots: slots), group: group, pool: pool, overrides: o)
+            return try swap(.srv(name: srv, resolver: resolver, slots: slots), group: group, pool: pool, overrides: o)
         default:
-            if let e = Self.only(fields, ["static"]) { return .failure(e) }
+            try Self.only(fields, ["static"])
             guard case .array(let items) = fields["static"]! else {
-                return .failure(AdminChangeError(status: 400, message: "static must be a list of addresses"))
+                throw AdminChangeError(status: 400, message: "static must be a list of addresses")
             }
             var list: [RawBackend] = []
             for item in items {
                 switch item {
                 case .string(let a): list.append(RawBackend(address: a, weight: nil, isBareAddress: true))
                 case .object(let f):
-                    guard Self.only(f, ["address", "weight"]) == nil, case .string(let a)? = f["address"] else {
-                        return .failure(AdminChangeError(status: 400, message: "a static entry is \"host:port\" or {\"address\": \"host:port\", \"weight\": N}"))
+                    guard (try? Self.only(f, ["address", "weight"])) != nil, case .string(let a)? = f["address"] else {
+                        throw AdminChangeError(status: 400, message: "a static entry is \"host:port\" or {\"address\": \"host:port\", \"weight\": N}")
                     }
                     var weight: Int?
                     if let w = f["weight"] {
                         guard case .number(let d) = w, d == d.rounded(), abs(d) < 1e9 else {
-                            return .failure(AdminChangeError(status: 400, message: "weight must be a whole number within 1...256"))
+                            throw AdminChangeError(status: 400, message: "weight must be a whole number within 1...256")
                         }
                         weight = Int(d)
                     }
                     list.append(RawBackend(address: a, weight: weight, isBareAddress: false))
                 default:
-                    return .failure(AdminChangeError(status: 400, message: "a static entry is \"host:port\" or {\"address\": \"host:port\", \"weight\": N}"))
+                    throw AdminChangeError(status: 400, message: "a static entry is \"host:port\" or {\"address\": \"host:port\", \"weight\": N}")
                 }
             }
-            return swap(.staticBackends(list), group: group, pool: pool, overrides: o)
+            return try swap(.staticBackends(list), group: group, pool: pool, overrides: o)
         }
     }
 
     private func swap(_ raw: RawGroupSource, group: String, pool: PoolConfig, overrides: AdminOverrides)
-        -> Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+        throws(AdminChangeError) -> Change
     {
         let (source, problems) = ConfigValidator.validateSource(
             raw, group: group, in: pool, resolverNames: host.runningConfig.resolvers.map(\.name), at: .root)
         guard let source else {
-            return .failure(AdminChangeError(status: 400, message: problems.map(\.description).joined(separator: "; ")))
+            throw AdminChangeError(status: 400, message: problems.map(\.description).joined(separator: "; "))
         }
         var o = overrides
         o.setSource(source, group: group, in: pool)
@@ -316,55 +310,47 @@ final class AdminAPI {
         case .srv(let name, _, _): what = "srv \(name)"
         case .staticBackends(let list): what = "static \(list.map(\.address.description).joined(separator: ","))"
         }
-        return .success((pool.name, "group \(group) source=\(what)", o))
+        return Change(pool: pool.name, reason: "group \(group) source=\(what)", overrides: o)
     }
 
     private func promote(pool name: String, _ fields: [String: JSONValue])
-        -> Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+        throws(AdminChangeError) -> Change
     {
-        let pool: PoolConfig
-        switch self.pool(name) {
-        case .success(let p): pool = p
-        case .failure(let e): return .failure(e)
-        }
-        if let e = Self.only(fields, ["group"]) { return .failure(e) }
+        let pool = try self.pool(name)
+        try Self.only(fields, ["group"])
         guard case .string(let group)? = fields["group"] else {
-            return .failure(AdminChangeError(status: 400, message: "name the group to promote: {\"group\": \"canary\"}"))
+            throw AdminChangeError(status: 400, message: "name the group to promote: {\"group\": \"canary\"}")
         }
         var o = host.adminOverrides
         do throws(AdminChangeError) {
             try o.promote(group: group, in: pool)
         } catch {
-            return .failure(error)
+            throw error
         }
-        return .success((name, "promote \(group)", o))
+        return Change(pool: name, reason: "promote \(group)", overrides: o)
     }
 
     private func revert(pool name: String, _ fields: [String: JSONValue])
-        -> Result<(pool: String, reason: String, overrides: AdminOverrides), AdminChangeError>
+        throws(AdminChangeError) -> Change
     {
-        let pool: PoolConfig
-        switch self.pool(name) {
-        case .success(let p): pool = p
-        case .failure(let e): return .failure(e)
-        }
-        if let e = Self.only(fields, ["group"]) { return .failure(e) }
+        let pool = try self.pool(name)
+        try Self.only(fields, ["group"])
         var group: String?
         switch fields["group"] {
         case nil: break
         case .string(let g): group = g
-        default: return .failure(AdminChangeError(status: 400, message: "group must be a group's name"))
+        default: throw AdminChangeError(status: 400, message: "group must be a group's name")
         }
         guard let file = host.fileConfig.pools.first(where: { $0.name == name }) else {
-            return .failure(AdminChangeError(status: 404, message: "no pool named \(name)"))
+            throw AdminChangeError(status: 404, message: "no pool named \(name)")
         }
         var o = host.adminOverrides
         do throws(AdminChangeError) {
             try o.revert(group: group, in: pool, file: file)
         } catch {
-            return .failure(error)
+            throw error
         }
-        return .success((name, "revert \(group ?? "last promoted")", o))
+        return Change(pool: name, reason: "revert \(group ?? "last promoted")", overrides: o)
     }
 
     /// A share as a JSON number (or a string like "5%"): basis points, or nil.
