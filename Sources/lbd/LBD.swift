@@ -10,7 +10,7 @@ struct LBD: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "lbd",
         abstract: "A load balancer for services registered in Consul.",
-        subcommands: [Run.self, Check.self, Version.self])
+        subcommands: [Run.self, Check.self, Ctl.self, Version.self])
 }
 
 /// Options shared by the commands that read a config file.

@@ -1,0 +1,342 @@
+// `lbd ctl`: a client for the admin API (README "Admin API"). Reads the admin address and token
+// file from the config (or --admin / --token-file), sends one request per command, and prints a
+// readable table, or the server's JSON with --json. Exit 0 on success, 1 when the server refused
+// (its reason on stderr), 2 when it cannot be reached.
+
+import ArgumentParser
+import Foundation
+import LBCore
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct Ctl: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ctl",
+        abstract: "Read and change a running lbd through its admin API.",
+        subcommands: [
+            CtlPools.self, CtlWeight.self, CtlState.self, CtlDrain.self, CtlMaint.self, CtlReady.self, CtlShare.self,
+            CtlSwap.self, CtlPromote.self, CtlRevert.self, CtlVRRP.self,
+        ])
+}
+
+/// Where the admin API is and how to authenticate, shared by every `ctl` command.
+struct CtlOptions: ParsableArguments {
+    @Option(name: .shortAndLong, help: "The config file to read admin.listen and admin.token_file from.")
+    var config: String = "conf/lbd.yaml"
+    @Option(help: "The admin address, HOST:PORT (default: admin.listen from the config).")
+    var admin: String?
+    @Option(name: .customLong("token-file"), help: "The file holding the bearer token (default: admin.token_file).")
+    var tokenFile: String?
+    @Flag(help: "Print the server's JSON as it is.")
+    var json = false
+
+    /// Sends one request and returns the body of a 2xx answer; exits 1 or 2 otherwise.
+    func call(_ method: String, _ path: String, body: [String: Any]? = nil) throws -> Data {
+        var address = admin.flatMap { parseSocketAddress($0) }
+        var token = tokenFile
+        if address == nil || (token == nil && method != "GET") {
+            if let loaded = try? ConfigLoader.load(path: config, defaultWorkers: 1) {
+                address = address ?? loaded.admin?.listen
+                token = token ?? loaded.admin?.tokenFile
+            }
+        }
+        guard let address else {
+            printErr("lbd ctl: no admin address: pass --admin HOST:PORT, or --config with an admin: section")
+            throw ExitCode(2)
+        }
+        var headers: [(String, String)] = []
+        if method != "GET", let token {
+            guard let text = try? String(contentsOfFile: token, encoding: .utf8),
+                  let line = text.split(whereSeparator: \.isNewline).first else {
+                printErr("lbd ctl: cannot read the token file \(token)")
+                throw ExitCode(2)
+            }
+            headers.append(("Authorization", "Bearer \(line.trimmingCharacters(in: .whitespaces))"))
+        }
+        var payload = Data()
+        if let body {
+            payload = try JSONSerialization.data(withJSONObject: body)
+            headers.append(("Content-Type", "application/json"))
+        }
+        let reply: (status: Int, body: Data)
+        do {
+            reply = try AdminClient.send(to: address, method: method, path: path, headers: headers, body: payload)
+        } catch {
+            printErr("lbd ctl: cannot reach the admin API at \(address): \(error)")
+            throw ExitCode(2)
+        }
+        guard (200..<300).contains(reply.status) else {
+            let reason = (try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any])?["error"] as? String
+            printErr("lbd ctl: \(reply.status): \(reason ?? String(decoding: reply.body, as: UTF8.self))")
+            throw ExitCode(1)
+        }
+        return reply.body
+    }
+
+    /// Prints a pool (or {"pools": [...]}) answer: the JSON with --json, else a table.
+    func show(_ data: Data) {
+        if json {
+            print(String(decoding: data, as: UTF8.self), terminator: "")
+            return
+        }
+        guard let doc = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            print(String(decoding: data, as: UTF8.self))
+            return
+        }
+        let pools = (doc["pools"] as? [[String: Any]]) ?? [doc]
+        print(PoolTable.render(pools), terminator: "")
+    }
+}
+
+/// Path segments are sent percent-encoded (an IPv6 backend's brackets, for one).
+func pathSegment(_ s: String) -> String {
+    s.addingPercentEncoding(withAllowedCharacters: .alphanumerics.union(CharacterSet(charactersIn: "-._~:"))) ?? s
+}
+
+struct CtlPools: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "pools", abstract: "Show pools, groups and backends.")
+    @OptionGroup var options: CtlOptions
+    @Argument(help: "Only this pool.") var pool: String?
+
+    func run() throws {
+        options.show(try options.call("GET", pool.map { "/v1/pools/\(pathSegment($0))" } ?? "/v1/pools"))
+    }
+}
+
+struct CtlWeight: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "weight", abstract: "Set a backend's weight (1...256).")
+    @OptionGroup var options: CtlOptions
+    @Argument var pool: String
+    @Argument(help: "The backend's address, HOST:PORT.") var backend: String
+    @Argument var weight: Int
+
+    func run() throws {
+        options.show(try options.call(
+            "PUT", "/v1/pools/\(pathSegment(pool))/backends/\(pathSegment(backend))", body: ["weight": weight]))
+    }
+}
+
+struct CtlState: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "state", abstract: "Set a backend's admin state: ready, drain (no new requests) or maint (no checks either).")
+    @OptionGroup var options: CtlOptions
+    @Argument var pool: String
+    @Argument(help: "The backend's address, HOST:PORT.") var backend: String
+    @Argument(help: "ready, drain or maint") var state: String
+
+    func run() throws { try setState(options, pool, backend, state) }
+}
+
+private func setState(_ options: CtlOptions, _ pool: String, _ backend: String, _ state: String) throws {
+    options.show(try options.call(
+        "PUT", "/v1/pools/\(pathSegment(pool))/backends/\(pathSegment(backend))", body: ["state": state]))
+}
+
+struct CtlDrain: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "drain", abstract: "state POOL BACKEND drain")
+    @OptionGroup var options: CtlOptions
+    @Argument var pool: String
+    @Argument var backend: String
+    func run() throws { try setState(options, pool, backend, "drain") }
+}
+
+struct CtlMaint: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "maint", abstract: "state POOL BACKEND maint")
+    @OptionGroup var options: CtlOptions
+    @Argument var pool: String
+    @Argument var backend: String
+    func run() throws { try setState(options, pool, backend, "maint") }
+}
+
+struct CtlReady: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ready", abstract: "state POOL BACKEND ready")
+    @OptionGroup var options: CtlOptions
+    @Argument var pool: String
+    @Argument var backend: String
+    func run() throws { try setState(options, pool, backend, "ready") }
+}
+
+struct CtlShare: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "share", abstract: "Give a group exactly PERCENT of its pool (0...100, 0.01 steps); the other groups fill the rest.")
+    @OptionGroup var options: CtlOptions
+    @Argument var pool: String
+    @Argument var group: String
+    @Argument var percent: String
+
+    func run() throws {
+        options.show(try options.call(
+            "PUT", "/v1/pools/\(pathSegment(pool))/groups/\(pathSegment(group))", body: ["share": percent]))
+    }
+}
+
+struct CtlSwap: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "swap", abstract: "Replace a group's source: an SRV name, or a static list (make before break).")
+    @OptionGroup var options: CtlOptions
+    @Argument var pool: String
+    @Argument var group: String
+    @Option(help: "The SRV name, e.g. _web._tcp.service.consul.") var srv: String?
+    @Option var resolver: String?
+    @Option var slots: Int?
+    @Option(name: .customLong("static"), parsing: .upToNextOption, help: "ADDRESS or ADDRESS=WEIGHT, one or more.")
+    var backends: [String] = []
+
+    func validate() throws {
+        guard (srv == nil) != backends.isEmpty else {
+            throw ValidationError("give exactly one of --srv NAME and --static ADDRESS...")
+        }
+    }
+
+    func run() throws {
+        var body: [String: Any] = [:]
+        if let srv {
+            body["srv"] = srv
+            if let resolver { body["resolver"] = resolver }
+            if let slots { body["slots"] = slots }
+        } else {
+            body["static"] = backends.map { entry -> Any in
+                let parts = entry.split(separator: "=", maxSplits: 1)
+                guard parts.count == 2, let w = Int(parts[1]) else { return entry }
+                return ["address": String(parts[0]), "weight": w]
+            }
+        }
+        options.show(try options.call("PUT", "/v1/pools/\(pathSegment(pool))/groups/\(pathSegment(group))", body: body))
+    }
+}
+
+struct CtlPromote: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "promote", abstract: "The group takes the whole share; the pool's other groups drain.")
+    @OptionGroup var options: CtlOptions
+    @Argument var pool: String
+    @Argument var group: String
+
+    func run() throws {
+        options.show(try options.call("POST", "/v1/pools/\(pathSegment(pool))/promote", body: ["group": group]))
+    }
+}
+
+struct CtlRevert: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "revert", abstract: "The group (default: the one promoted last) goes back to 0%; the others get the file's shares.")
+    @OptionGroup var options: CtlOptions
+    @Argument var pool: String
+    @Argument var group: String?
+
+    func run() throws {
+        options.show(try options.call(
+            "POST", "/v1/pools/\(pathSegment(pool))/revert", body: group.map { ["group": $0] } ?? [:]))
+    }
+}
+
+struct CtlVRRP: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "vrrp", abstract: "Show the pair's state.")
+    @OptionGroup var options: CtlOptions
+
+    func run() throws {
+        let data = try options.call("GET", "/v1/vrrp")
+        print(String(decoding: data, as: UTF8.self), terminator: "")
+    }
+}
+
+/// Pools as aligned text: a line per group, then its backends.
+enum PoolTable {
+    static func render(_ pools: [[String: Any]]) -> String {
+        var rows: [[String]] = [[
+            "POOL", "GROUP", "SHARE", "BACKEND", "DISCOVERY", "HEALTH", "ADMIN", "STATE", "IN", "WEIGHT", "INFLIGHT", "REQUESTS", "5XX",
+        ]]
+        for pool in pools {
+            let name = pool["name"] as? String ?? "?"
+            for group in pool["groups"] as? [[String: Any]] ?? [] {
+                let g = group["name"] as? String ?? "?"
+                var share = "\(number(group["share"]))%"
+                if let configured = group["configured_share"], number(configured) != number(group["share"]) {
+                    share += " (file \(number(configured))%)"
+                }
+                let source = group["source"] as? String ?? ""
+                rows.append([name, g, share, "source: \(source)" + ((group["capped"] as? Bool) == true ? " CAPPED" : "")]
+                    + Array(repeating: "", count: 9))
+                for b in group["backends"] as? [[String: Any]] ?? [] {
+                    let responses = b["responses"] as? [String: Any]
+                    rows.append([
+                        "", "", "", b["address"] as? String ?? b["id"] as? String ?? "?",
+                        text(b["discovery"]), text(b["health"]), text(b["admin"]), text(b["state"]),
+                        (b["in_rotation"] as? Bool) == true ? "yes" : "no", text(b["weight"]), text(b["in_flight"]),
+                        text(b["requests"]), text(responses?["5xx"]),
+                    ])
+                }
+            }
+        }
+        let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
+        return rows.map { row in
+            row.enumerated().map { i, cell in cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+        }.joined(separator: "\n") + "\n"
+    }
+
+    private static func text(_ v: Any?) -> String {
+        switch v {
+        case nil: "-"
+        case let s as String: s
+        case let n as NSNumber: n.stringValue
+        default: "\(v!)"
+        }
+    }
+
+    private static func number(_ v: Any?) -> String {
+        guard let n = v as? NSNumber else { return "-" }
+        let d = n.doubleValue
+        return d == d.rounded() ? String(Int(d)) : String(format: "%.2f", d)
+    }
+}
+
+/// One HTTP/1.1 exchange over a blocking socket: the admin API answers and closes.
+enum AdminClient {
+    struct Failure: Error, CustomStringConvertible {
+        let description: String
+    }
+
+    static func send(
+        to address: SocketAddress, method: String, path: String, headers: [(String, String)], body: Data
+    ) throws(Failure) -> (status: Int, body: Data) {
+        guard let sa = SockAddr(address) else { throw Failure(description: "not a numeric address") }
+        let fd = socket(address.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw Failure(description: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        guard sa.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
+            throw Failure(description: String(cString: strerror(errno)))
+        }
+        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\n"
+        for (name, value) in headers { head += "\(name): \(value)\r\n" }
+        if !body.isEmpty || method != "GET" { head += "Content-Length: \(body.count)\r\n" }
+        let request = Array((head + "\r\n").utf8) + Array(body)
+        var sent = 0
+        while sent < request.count {
+            let n = request[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw Failure(description: "send: \(String(cString: strerror(errno)))") }
+            sent += n
+        }
+        var response = [UInt8]()
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { break }
+            guard n > 0 else { throw Failure(description: "recv: \(String(cString: strerror(errno)))") }
+            response += buffer[0..<n]
+        }
+        let separator: [UInt8] = [13, 10, 13, 10]
+        guard let end = response.indices.first(where: { response[$0...].starts(with: separator) }) else {
+            throw Failure(description: "incomplete response")
+        }
+        let statusLine = String(decoding: response[..<(response.firstIndex(of: 13) ?? end)], as: UTF8.self)
+        let words = statusLine.split(separator: " ")
+        guard words.count >= 2, let status = Int(words[1]) else { throw Failure(description: "bad status line: \(statusLine)") }
+        return (status, Data(response[(end + 4)...]))
+    }
+}
