@@ -16,7 +16,7 @@ struct Ctl: ParsableCommand {
         commandName: "ctl",
         abstract: "Read and change a running lbd through its admin API.",
         subcommands: [
-            CtlPools.self, CtlWeight.self, CtlState.self, CtlDrain.self, CtlMaint.self, CtlReady.self, CtlShare.self,
+            CtlPools.self, CtlWeight.self, CtlState.self, CtlShare.self,
             CtlSwap.self, CtlPromote.self, CtlRevert.self, CtlVRRP.self,
         ])
 }
@@ -126,36 +126,10 @@ struct CtlState: ParsableCommand {
     @Argument(help: "The backend's address, HOST:PORT.") var backend: String
     @Argument(help: "ready, drain or maint") var state: String
 
-    func run() throws { try setState(options, pool, backend, state) }
-}
-
-private func setState(_ options: CtlOptions, _ pool: String, _ backend: String, _ state: String) throws {
-    options.show(try options.call(
-        "PUT", "/v1/pools/\(pathSegment(pool))/backends/\(pathSegment(backend))", body: ["state": state]))
-}
-
-struct CtlDrain: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "drain", abstract: "state POOL BACKEND drain")
-    @OptionGroup var options: CtlOptions
-    @Argument var pool: String
-    @Argument var backend: String
-    func run() throws { try setState(options, pool, backend, "drain") }
-}
-
-struct CtlMaint: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "maint", abstract: "state POOL BACKEND maint")
-    @OptionGroup var options: CtlOptions
-    @Argument var pool: String
-    @Argument var backend: String
-    func run() throws { try setState(options, pool, backend, "maint") }
-}
-
-struct CtlReady: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ready", abstract: "state POOL BACKEND ready")
-    @OptionGroup var options: CtlOptions
-    @Argument var pool: String
-    @Argument var backend: String
-    func run() throws { try setState(options, pool, backend, "ready") }
+    func run() throws {
+        options.show(try options.call(
+            "PUT", "/v1/pools/\(pathSegment(pool))/backends/\(pathSegment(backend))", body: ["state": state]))
+    }
 }
 
 struct CtlShare: ParsableCommand {

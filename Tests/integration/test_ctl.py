@@ -49,11 +49,11 @@ def test_every_write_changes_what_the_api_shows(stack, tmp_path):
     s0, s1 = stable[0].address, stable[1].address
     assert ctl(lbd, "weight", "web", s0, "7").returncode == 0
     assert backends(lbd)[s0]["weight"] == 7
-    assert ctl(lbd, "drain", "web", s1).returncode == 0
+    assert ctl(lbd, "state", "web", s1, "drain").returncode == 0
     assert backends(lbd)[s1]["admin"] == "drain"
     assert ctl(lbd, "state", "web", s1, "maint").returncode == 0
     assert backends(lbd)[s1]["admin"] == "maint"
-    assert ctl(lbd, "ready", "web", s1).returncode == 0
+    assert ctl(lbd, "state", "web", s1, "ready").returncode == 0
     assert backends(lbd)[s1]["admin"] == "ready"
     r = ctl(lbd, "share", "web", "canary", "2.5")
     assert r.returncode == 0 and "2.50%" in r.stdout and "(file 10%)" in r.stdout, r.stdout
