@@ -131,6 +131,7 @@ def test_metrics_count_traffic_per_backend_group_and_pool(stack):
     assert metric(text, "lbd_pool_responses_total", pool="web", **{"class": "2xx"}) == 30
     assert metric(text, "lbd_group_responses_total", group="main", **{"class": "4xx"}) == 3
     assert metric(text, "lbd_pool_request_duration_seconds_count", pool="web") == 33
+    assert metric(text, "lbd_group_request_duration_seconds_count", group="main") == 33
     assert metric(text, "lbd_backend_request_duration_seconds_bucket", backend=a.address, le="+Inf") >= 10
     # The refusing backend: its connect failures are errors (the request went on to another).
     assert metric(text, "lbd_backend_errors_total", backend=f"127.0.0.1:{dead.port}") >= 1

@@ -382,3 +382,27 @@ def test_a_restart_with_a_changed_file_lets_the_file_win_for_what_it_changed(sta
     assert [e for e in events(lbd, "admin override not restored") if a.address in e.get("override", "")]
     saved = json.loads((tmp_path / "state.json").read_text())["overrides"]
     assert a.address not in saved["backends"]["web"] and saved["backends"]["web"][b.address]["weight"] == 2
+
+
+def test_a_restored_override_never_brings_back_an_address_discovery_dropped(stack, tmp_path):
+    from test_discovery import instances, resolver, srv_pool, tcp_health
+    bs = [stack.backend(f"m{i}") for i in range(3)]
+    dns = stack.consul_dns()
+    dns.set_service("web", instances(bs))
+    lbd = admin_stack(stack, {"web": srv_pool(health=tcp_health(), slots=4)}, tmp_path,
+                      resolvers=resolver(dns, hold="0s"))
+    wait_until(lambda: len(backends(lbd)) == 3 and all(b["in_rotation"] for b in backends(lbd).values()), 5,
+               what="3 discovered")
+    gone = bs[0].address
+    assert api(lbd.admin_port, "PUT", f"/v1/pools/web/backends/{gone}", {"weight": 9, "state": "drain"})[0] == 200
+    dns.set_service("web", instances(bs[1:]))
+    wait_until(lambda: gone not in backends(lbd), 5, what="m0 gone from the pool")
+    restart(lbd)
+    wait_until(lambda: len(backends(lbd)) == 2, 5, what="2 discovered after the restart")
+    assert gone not in backends(lbd), "the override did not bring m0 back"
+    saved = json.loads((tmp_path / "state.json").read_text())["overrides"]
+    assert saved["backends"]["web"][gone] == {"weight": 9, "state": "drain"}, "kept for when it returns"
+    # Listed again: it is a member again, and the override applies to it.
+    dns.set_service("web", instances(bs))
+    wait_until(lambda: gone in backends(lbd), 5, what="m0 back")
+    assert backends(lbd)[gone]["weight"] == 9 and backends(lbd)[gone]["admin"] == "drain"

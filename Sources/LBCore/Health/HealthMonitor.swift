@@ -167,7 +167,7 @@ final class HealthMonitor {
     func stats(pool: String, group: String?) -> TrafficStats {
         if let group {
             if let s = groupStats["\(pool)/\(group)"] { return s }
-            let s = TrafficStats(registry: metrics, level: "group", histogramLabels: nil)
+            let s = TrafficStats(registry: metrics, level: "group", histogramLabels: [("pool", pool), ("group", group)])
             groupStats["\(pool)/\(group)"] = s
             return s
         }
