@@ -19,6 +19,7 @@ struct Ctl: ParsableCommand {
             CtlPools.self, CtlWeight.self, CtlState.self, CtlShare.self,
             CtlSwap.self, CtlPromote.self, CtlRevert.self, CtlVRRP.self,
         ])
+    @OptionGroup var options: CtlOptions
 }
 
 /// Where the admin API is and how to authenticate, shared by every `ctl` command.
