@@ -247,8 +247,10 @@ enum PoolTable {
         }
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         return rows.map { row in
-            row.enumerated().map { i, cell in cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+            // Only trailing blanks go: a backend row's empty pool/group/share cells keep it under BACKEND.
+            String(
+                row.enumerated().map { i, cell in cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  ").reversed().drop(while: { $0 == " " }).reversed())
         }.joined(separator: "\n") + "\n"
     }
 
