@@ -219,3 +219,27 @@ def test_ipv6_admin_address_and_backend(stack, tmp_path):
     canary = next(g for g in doc["groups"] if g["name"] == "canary")
     assert canary["backends"][0]["admin"] == "maint"
     assert lbd.alive()
+
+
+def test_swap_to_an_srv_name(stack, tmp_path):
+    from test_discovery import instances, resolver
+    stable, canary = [stack.backend("s0")], [stack.backend("c0")]
+    discovered = [stack.backend("d0"), stack.backend("d1")]
+    dns = stack.consul_dns()
+    dns.set_service("canary", instances(discovered))
+    lbd = admin_stack(stack, {"web": two_groups(stable, canary, 90, 10)}, tmp_path, resolvers=resolver(dns))
+    lbd.token_file = tmp_path / "admin.token"
+    r = ctl(lbd, "swap", "web", "canary", "--srv", "_canary._tcp.service.consul", "--resolver", "consul",
+            "--slots", "4")
+    assert r.returncode == 0, r.stderr
+    r = ctl(lbd, "swap", "web", "canary", "--srv", "_x._tcp.service.consul", "--static", canary[0].address)
+    assert r.returncode == 64 and "exactly one" in r.stderr, r.stderr
+
+    def swapped():
+        doc = api(lbd.admin_port, "GET", "/v1/pools/web", token=None)[1]
+        group = next(g for g in doc["groups"] if g["name"] == "canary")
+        addresses = {b.get("address") for b in group["backends"] if b["in_rotation"]}
+        return group["source"] == "_canary._tcp.service.consul" and addresses == {d.address for d in discovered}
+
+    wait_until(swapped, 5, what="the canary group serving the SRV members")
+    assert "_canary._tcp.service.consul" in ctl(lbd, "pools").stdout
