@@ -19,6 +19,7 @@ struct Ctl: ParsableCommand {
             CtlPools.self, CtlWeight.self, CtlState.self, CtlShare.self,
             CtlSwap.self, CtlPromote.self, CtlRevert.self, CtlVRRP.self,
         ])
+    @OptionGroup var options: CtlOptions
 }
 
 /// Where the admin API is and how to authenticate, shared by every `ctl` command.
@@ -32,47 +33,68 @@ struct CtlOptions: ParsableArguments {
     @Flag(help: "Print the server's JSON as it is.")
     var json = false
 
-    /// Sends one request and returns the body of a 2xx answer; exits 1 or 2 otherwise.
-    func call(_ method: String, _ path: String, body: [String: Any]? = nil) throws -> Data {
+    func validate() throws {
+        if let admin, parseSocketAddress(admin) == nil {
+            throw ValidationError("--admin: \(admin) is not a numeric HOST:PORT such as 127.0.0.1:9901 or [::1]:9901")
+        }
+    }
+
+    /// Sends one request and returns the body of a 2xx answer; exits 1 (the server refused, its
+    /// reason on stderr) or 2 (no address or token, or no answer) otherwise.
+    func call(_ method: String, _ path: String, body: Data? = nil) throws -> Data {
         var address = admin.flatMap { parseSocketAddress($0) }
         var token = tokenFile
         if address == nil || (token == nil && method != "GET") {
-            if let loaded = try? ConfigLoader.load(path: config, defaultWorkers: 1) {
+            do {
+                let loaded = try ConfigLoader.load(path: config, defaultWorkers: 1)
                 address = address ?? loaded.admin?.listen
                 token = token ?? loaded.admin?.tokenFile
+            } catch {
+                // Only fatal when the address was to come from the file; a write without a token
+                // goes on and the server says why it refuses.
+                if address == nil {
+                    printErr("lbd ctl: no admin address: pass --admin HOST:PORT, or a valid --config (\(config)):")
+                    for p in error.problems { printErr("  \(p)") }
+                    throw ExitCode(2)
+                }
             }
         }
         guard let address else {
-            printErr("lbd ctl: no admin address: pass --admin HOST:PORT, or --config with an admin: section")
+            printErr("lbd ctl: \(config) has no admin: section; pass --admin HOST:PORT")
             throw ExitCode(2)
         }
         var headers: [(String, String)] = []
         if method != "GET", let token {
             guard let text = try? String(contentsOfFile: token, encoding: .utf8),
-                  let line = text.split(whereSeparator: \.isNewline).first else {
-                printErr("lbd ctl: cannot read the token file \(token)")
+                let line = text.split(whereSeparator: \.isNewline).first
+            else {
+                printErr("lbd ctl: cannot read a token from \(token)")
                 throw ExitCode(2)
             }
             headers.append(("Authorization", "Bearer \(line.trimmingCharacters(in: .whitespaces))"))
         }
-        var payload = Data()
-        if let body {
-            payload = try JSONSerialization.data(withJSONObject: body)
-            headers.append(("Content-Type", "application/json"))
-        }
-        let reply: (status: Int, body: Data)
+        if body != nil { headers.append(("Content-Type", "application/json")) }
+        let reply: AdminClient.Reply
         do {
-            reply = try AdminClient.send(to: address, method: method, path: path, headers: headers, body: payload)
+            reply = try AdminClient.send(
+                to: address, method: method, path: path, headers: headers, body: body ?? Data())
         } catch {
             printErr("lbd ctl: cannot reach the admin API at \(address): \(error)")
             throw ExitCode(2)
         }
         guard (200..<300).contains(reply.status) else {
-            let reason = (try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any])?["error"] as? String
-            printErr("lbd ctl: \(reply.status): \(reason ?? String(decoding: reply.body, as: UTF8.self))")
+            let doc = try? JSONSerialization.jsonObject(with: reply.body) as? [String: Any]
+            let text = String(decoding: reply.body, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+            let reason = doc?["error"] as? String ?? (text.isEmpty ? reply.reason : text)
+            printErr("lbd ctl: \(reply.status): \(reason)")
             throw ExitCode(1)
         }
         return reply.body
+    }
+
+    /// `call` with a JSON object body.
+    func call(_ method: String, _ path: String, json object: [String: Any]) throws -> Data {
+        try call(method, path, body: try JSONSerialization.data(withJSONObject: object))
     }
 
     /// Prints a pool (or {"pools": [...]}) answer: the JSON with --json, else a table.
@@ -114,7 +136,7 @@ struct CtlWeight: ParsableCommand {
 
     func run() throws {
         options.show(try options.call(
-            "PUT", "/v1/pools/\(pathSegment(pool))/backends/\(pathSegment(backend))", body: ["weight": weight]))
+            "PUT", "/v1/pools/\(pathSegment(pool))/backends/\(pathSegment(backend))", json: ["weight": weight]))
     }
 }
 
@@ -128,7 +150,7 @@ struct CtlState: ParsableCommand {
 
     func run() throws {
         options.show(try options.call(
-            "PUT", "/v1/pools/\(pathSegment(pool))/backends/\(pathSegment(backend))", body: ["state": state]))
+            "PUT", "/v1/pools/\(pathSegment(pool))/backends/\(pathSegment(backend))", json: ["state": state]))
     }
 }
 
@@ -138,11 +160,30 @@ struct CtlShare: ParsableCommand {
     @OptionGroup var options: CtlOptions
     @Argument var pool: String
     @Argument var group: String
-    @Argument var percent: String
+    @Argument(help: "5, 2.5 or 2.5%") var percent: String
+
+    func validate() throws {
+        guard Self.numberLiteral(percent) != nil else {
+            throw ValidationError("PERCENT must be a number such as 5, 2.5 or 2.5%, not \(percent)")
+        }
+    }
 
     func run() throws {
-        options.show(try options.call(
-            "PUT", "/v1/pools/\(pathSegment(pool))/groups/\(pathSegment(group))", body: ["share": percent]))
+        // Written as typed (a JSON number, as the API documents), so no binary rounding creeps in.
+        let body = Data("{\"share\": \(Self.numberLiteral(percent)!)}".utf8)
+        options.show(try options.call("PUT", "/v1/pools/\(pathSegment(pool))/groups/\(pathSegment(group))", body: body))
+    }
+
+    /// "2.5", "2.5%", "007" → a JSON number literal ("2.5", "2.5", "7"); nil for anything else.
+    static func numberLiteral(_ text: String) -> String? {
+        var t = Substring(text)
+        if t.hasSuffix("%") { t = t.dropLast() }
+        let parts = t.split(separator: ".", maxSplits: 1, omittingEmptySubsequences: false)
+        guard let whole = parts.first, !whole.isEmpty, whole.allSatisfy({ ("0"..."9").contains($0) }),
+            parts.count == 1 || (!parts[1].isEmpty && parts[1].allSatisfy({ ("0"..."9").contains($0) }))
+        else { return nil }
+        let digits = whole.drop(while: { $0 == "0" })
+        return (digits.isEmpty ? "0" : String(digits)) + (parts.count == 2 ? ".\(parts[1])" : "")
     }
 }
 
@@ -177,7 +218,7 @@ struct CtlSwap: ParsableCommand {
                 return ["address": String(parts[0]), "weight": w]
             }
         }
-        options.show(try options.call("PUT", "/v1/pools/\(pathSegment(pool))/groups/\(pathSegment(group))", body: body))
+        options.show(try options.call("PUT", "/v1/pools/\(pathSegment(pool))/groups/\(pathSegment(group))", json: body))
     }
 }
 
@@ -189,7 +230,7 @@ struct CtlPromote: ParsableCommand {
     @Argument var group: String
 
     func run() throws {
-        options.show(try options.call("POST", "/v1/pools/\(pathSegment(pool))/promote", body: ["group": group]))
+        options.show(try options.call("POST", "/v1/pools/\(pathSegment(pool))/promote", json: ["group": group]))
     }
 }
 
@@ -202,7 +243,7 @@ struct CtlRevert: ParsableCommand {
 
     func run() throws {
         options.show(try options.call(
-            "POST", "/v1/pools/\(pathSegment(pool))/revert", body: group.map { ["group": $0] } ?? [:]))
+            "POST", "/v1/pools/\(pathSegment(pool))/revert", json: group.map { ["group": $0] } ?? [:]))
     }
 }
 
@@ -246,8 +287,10 @@ enum PoolTable {
         }
         let widths = rows[0].indices.map { i in rows.map { $0[i].count }.max() ?? 0 }
         return rows.map { row in
-            row.enumerated().map { i, cell in cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
-                .joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+            // Only trailing blanks go: a backend row's empty pool/group/share cells keep it under BACKEND.
+            String(
+                row.enumerated().map { i, cell in cell.padding(toLength: widths[i], withPad: " ", startingAt: 0) }
+                    .joined(separator: "  ").reversed().drop(while: { $0 == " " }).reversed())
         }.joined(separator: "\n") + "\n"
     }
 
@@ -264,53 +307,5 @@ enum PoolTable {
         guard let n = v as? NSNumber else { return "-" }
         let d = n.doubleValue
         return d == d.rounded() ? String(Int(d)) : String(format: "%.2f", d)
-    }
-}
-
-/// One HTTP/1.1 exchange over a blocking socket: the admin API answers and closes.
-enum AdminClient {
-    struct Failure: Error, CustomStringConvertible {
-        let description: String
-    }
-
-    static func send(
-        to address: SocketAddress, method: String, path: String, headers: [(String, String)], body: Data
-    ) throws(Failure) -> (status: Int, body: Data) {
-        guard let sa = SockAddr(address) else { throw Failure(description: "not a numeric address") }
-        let fd = socket(address.isIPv6 ? AF_INET6 : AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: String(cString: strerror(errno))) }
-        defer { close(fd) }
-        var tv = timeval(tv_sec: 10, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        guard sa.withSockaddr({ connect(fd, $0, $1) }) == 0 else {
-            throw Failure(description: String(cString: strerror(errno)))
-        }
-        var head = "\(method) \(path) HTTP/1.1\r\nHost: \(address)\r\nConnection: close\r\n"
-        for (name, value) in headers { head += "\(name): \(value)\r\n" }
-        if !body.isEmpty || method != "GET" { head += "Content-Length: \(body.count)\r\n" }
-        let request = Array((head + "\r\n").utf8) + Array(body)
-        var sent = 0
-        while sent < request.count {
-            let n = request[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw Failure(description: "send: \(String(cString: strerror(errno)))") }
-            sent += n
-        }
-        var response = [UInt8]()
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-            if n == 0 { break }
-            guard n > 0 else { throw Failure(description: "recv: \(String(cString: strerror(errno)))") }
-            response += buffer[0..<n]
-        }
-        let separator: [UInt8] = [13, 10, 13, 10]
-        guard let end = response.indices.first(where: { response[$0...].starts(with: separator) }) else {
-            throw Failure(description: "incomplete response")
-        }
-        let statusLine = String(decoding: response[..<(response.firstIndex(of: 13) ?? end)], as: UTF8.self)
-        let words = statusLine.split(separator: " ")
-        guard words.count >= 2, let status = Int(words[1]) else { throw Failure(description: "bad status line: \(statusLine)") }
-        return (status, Data(response[(end + 4)...]))
     }
 }

@@ -5,10 +5,15 @@ exit 2 when lbd cannot be reached)."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
+import threading
+
+import pytest
 
 import lbdharness as h
 from test_admin_writes import TOKEN, admin_stack, api, backends, shares, two_groups
+from test_health import wait_until
 
 
 def ctl(lbd, *args, token_file=None, config=None):
@@ -92,3 +97,149 @@ def test_address_and_token_come_from_the_config_file(stack, tmp_path):
     assert r.returncode == 0, r.stderr
     assert backends(lbd)[stable[0].address]["weight"] == 4
     assert TOKEN in (tmp_path / "admin.token").read_text()
+
+
+def test_options_before_the_subcommand_and_a_table_in_columns(stack, tmp_path):
+    stable, canary = [stack.backend("s0"), stack.backend("s1")], [stack.backend("c0")]
+    lbd = started(stack, tmp_path, stable, canary)
+    r = subprocess.run([h.LBD_BIN, "ctl", "--config", str(lbd.config_path), "--json", "pools"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0 and json.loads(r.stdout)["pools"][0]["name"] == "web", r.stderr
+    r = subprocess.run([h.LBD_BIN, "ctl", "--admin", f"127.0.0.1:{lbd.admin_port}", "--token-file",
+                        str(lbd.token_file), "weight", "web", stable[0].address, "5"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert backends(lbd)[stable[0].address]["weight"] == 5
+    # Every backend row starts under BACKEND, its weight under WEIGHT.
+    lines = ctl(lbd, "pools").stdout.splitlines()
+    column, weight_column = lines[0].index("BACKEND"), lines[0].index("WEIGHT")
+    for b in stable + canary:
+        row = next(l for l in lines if b.address in l)
+        assert row.index(b.address) == column, lines
+        assert row[weight_column:].split()[0] == ("5" if b is stable[0] else "1"), lines
+
+
+def test_share_takes_a_percent_sign_and_a_bad_number_changes_nothing(stack, tmp_path):
+    stable, canary = [stack.backend("s0")], [stack.backend("c0")]
+    lbd = started(stack, tmp_path, stable, canary)
+    assert ctl(lbd, "share", "web", "canary", "12.34%").returncode == 0
+    assert shares(lbd) == {"stable": 87.66, "canary": 12.34}
+    r = ctl(lbd, "share", "web", "canary", "2.555")
+    assert r.returncode == 1 and "400" in r.stderr and "2 decimals" in r.stderr, r.stderr
+    r = ctl(lbd, "share", "web", "canary", "ten")
+    assert r.returncode == 64 and "PERCENT" in r.stderr, r.stderr
+    assert shares(lbd) == {"stable": 87.66, "canary": 12.34}
+    assert ctl(lbd, "promote", "web", "canary").returncode == 0
+    assert ctl(lbd, "revert", "web", "canary").returncode == 0
+    assert shares(lbd) == {"stable": 100, "canary": 0}
+    r = ctl(lbd, "revert", "web")
+    assert r.returncode == 1 and "409" in r.stderr, r.stderr
+
+
+def test_wrong_token_and_bad_admin_addresses(stack, tmp_path):
+    stable, canary = [stack.backend("s0")], [stack.backend("c0")]
+    lbd = started(stack, tmp_path, stable, canary)
+    wrong = tmp_path / "wrong.token"
+    wrong.write_text("definitely-not-the-token\n")
+    r = ctl(lbd, "state", "web", stable[0].address, "drain", token_file=wrong)
+    assert r.returncode == 1 and "401" in r.stderr and "Bearer" in r.stderr, r.stderr
+    r = ctl(lbd, "state", "web", stable[0].address, "drain", token_file=tmp_path / "missing.token")
+    assert r.returncode == 2 and "missing.token" in r.stderr, r.stderr
+    assert backends(lbd)[stable[0].address]["admin"] == "ready"
+    # A host name is refused rather than quietly replaced by the config file's address.
+    r = subprocess.run([h.LBD_BIN, "ctl", "--admin", "localhost:9901", "pools"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 64 and "numeric HOST:PORT" in r.stderr, r.stderr
+    r = subprocess.run([h.LBD_BIN, "ctl", "pools", "--config", str(tmp_path / "none.yaml")],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 2 and "none.yaml" in r.stderr, r.stderr
+
+
+def test_a_server_that_does_not_answer_http_exits_2(tmp_path):
+    for reply in (b"", b"SSH-2.0-OpenSSH_9.2\r\n\r\n"):
+        srv = socket.socket()
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(1)
+        port = srv.getsockname()[1]
+
+        def serve():
+            conn, _ = srv.accept()
+            conn.recv(65536)
+            conn.sendall(reply)
+            conn.close()
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        r = subprocess.run([h.LBD_BIN, "ctl", "--admin", f"127.0.0.1:{port}", "pools"],
+                           capture_output=True, text=True, timeout=20)
+        t.join(5)
+        srv.close()
+        assert r.returncode == 2, (reply, r.returncode, r.stderr)
+        assert ("closed without answering" if not reply else "not an HTTP answer") in r.stderr, r.stderr
+
+
+def ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not ipv6_loopback(), reason="no IPv6 loopback")
+def test_ipv6_admin_address_and_backend(stack, tmp_path):
+    with socket.socket(socket.AF_INET6) as s:
+        s.bind(("::1", 0))
+        port = s.getsockname()[1]
+    token_file = tmp_path / "admin.token"
+    token_file.write_text(TOKEN + "\n")
+    stable = [stack.backend("s0")]
+    refused = stack.refusing()  # a port number nobody serves; the canary has share 0 and gets no traffic
+    pools = {"web": {"balance": "round_robin", "retries": 2, "groups": {
+        "stable": {"share": 100, "static": [stable[0].address]},
+        "canary": {"share": 0, "static": [f"[::1]:{refused.port}"]}}}}
+    lbd = stack.lbd(pools, admin={"listen": f"[::1]:{port}", "token_file": str(token_file)})
+
+    def v6_listening():
+        try:
+            with socket.create_connection(("::1", port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    wait_until(v6_listening, 5, what="the admin endpoint on [::1]")
+    admin = ["--admin", f"[::1]:{port}", "--token-file", str(token_file)]
+    run = lambda *a: subprocess.run([h.LBD_BIN, "ctl", *admin, *a], capture_output=True, text=True, timeout=20)
+    r = run("pools")
+    assert r.returncode == 0 and f"[::1]:{refused.port}" in r.stdout, r.stderr
+    r = run("--json", "state", "web", f"[::1]:{refused.port}", "maint")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    canary = next(g for g in doc["groups"] if g["name"] == "canary")
+    assert canary["backends"][0]["admin"] == "maint"
+    assert lbd.alive()
+
+
+def test_swap_to_an_srv_name(stack, tmp_path):
+    from test_discovery import instances, resolver
+    stable, canary = [stack.backend("s0")], [stack.backend("c0")]
+    discovered = [stack.backend("d0"), stack.backend("d1")]
+    dns = stack.consul_dns()
+    dns.set_service("canary", instances(discovered))
+    lbd = admin_stack(stack, {"web": two_groups(stable, canary, 90, 10)}, tmp_path, resolvers=resolver(dns))
+    lbd.token_file = tmp_path / "admin.token"
+    r = ctl(lbd, "swap", "web", "canary", "--srv", "_canary._tcp.service.consul", "--resolver", "consul",
+            "--slots", "4")
+    assert r.returncode == 0, r.stderr
+    r = ctl(lbd, "swap", "web", "canary", "--srv", "_x._tcp.service.consul", "--static", canary[0].address)
+    assert r.returncode == 64 and "exactly one" in r.stderr, r.stderr
+
+    def swapped():
+        doc = api(lbd.admin_port, "GET", "/v1/pools/web", token=None)[1]
+        group = next(g for g in doc["groups"] if g["name"] == "canary")
+        addresses = {b.get("address") for b in group["backends"] if b["in_rotation"]}
+        return group["source"] == "_canary._tcp.service.consul" and addresses == {d.address for d in discovered}
+
+    wait_until(swapped, 5, what="the canary group serving the SRV members")
+    assert "_canary._tcp.service.consul" in ctl(lbd, "pools").stdout
