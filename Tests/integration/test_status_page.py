@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import json
 import subprocess
+import threading
 from html.parser import HTMLParser
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -189,3 +192,155 @@ def test_status_page_shows_a_banner_when_the_api_is_gone(stack, tmp_path):
     assert banner.text().startswith("cannot refresh"), run.stdout[-2000:]
     assert "block" in banner.attrs.get("style", "")
     assert dom.find(id="updated").text() == "never"
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium binary (CI installs Debian's chromium)")
+def test_status_page_shows_srv_ids_absent_backends_and_stale_discovery(stack, tmp_path):
+    from test_discovery import instances, resolver, srv_pool, tcp_health
+
+    backends = [stack.backend(f"a{n}") for n in range(3)]
+    dns = stack.consul_dns()
+    dns.set_service("web", instances(backends))
+    admin_port = h.free_port()
+    stack.lbd({"web": srv_pool(health=tcp_health(), slots=4)}, resolvers=resolver(dns),
+              admin={"listen": f"127.0.0.1:{admin_port}"})
+
+    def served():
+        return api(admin_port, "GET", "/v1/pools", token=None)[1]["pools"][0]["groups"][0]["backends"]
+
+    wait_until(lambda: len(served()) == 3 and all(b["in_rotation"] for b in served()), 10, what="3 SRV backends up")
+    dns.set_service("web", instances(backends[:2]))
+    wait_until(lambda: any(b["discovery"] == "absent" for b in served()), 5, what="one backend absent")
+    dns.fault = "silence"
+    wait_until(lambda: all(b["discovery"] in ("stale", "absent") for b in served()), 5, what="discovery stale")
+    rows = served()
+
+    url = f"http://127.0.0.1:{admin_port}/"
+    run = run_chromium(tmp_path / "profile", ["--virtual-time-budget=3000", "--dump-dom", url])
+    (tmp_path / "status.html").write_text(run.stdout)
+    group = parse(run.stdout).find("section", data_pool="web").find("div", data_group="main")
+    title = group.find("h3").text()
+    assert "source _web._tcp.service.consul" in title and "4 slots" in title, title
+    assert "discovery stale" in title, title
+    table = group.find("table")
+    for b in rows:
+        hook = b.get("address") or b["id"]
+        row = table.find("tr", data_backend=hook)
+        assert row.attrs["data-id"] == b["id"]
+        cells = backend_cells(table, hook)
+        assert cells["discovery"] == b["discovery"] and cells["in rotation"] == ("yes" if b["in_rotation"] else "no")
+        # The id is the SRV target; the address it resolved to is shown under it.
+        assert cells["backend"] == b["id"] + (b["address"] if "address" in b and b["address"] != b["id"] else "")
+    assert {backend_cells(table, b.get("address") or b["id"])["discovery"] for b in rows} == {"stale", "absent"}
+
+    shot = tmp_path / "status-srv.png"
+    run_chromium(tmp_path / "profile-shot", ["--virtual-time-budget=3000", "--window-size=1280,900",
+                                             "--hide-scrollbars", f"--screenshot={shot}", url])
+    assert shot.exists()
+    if os.environ.get("STATUS_SCREENSHOT"):
+        shutil.copy(shot, os.environ["STATUS_SCREENSHOT"].replace(".png", "-srv.png"))
+
+
+class FakeAPI:
+    """Serves lbd's own status page at / and a scripted /v1/pools: `docs(n)` gives the n-th answer
+    (n from 0), as a dict (200) or an int (that status). Under Chromium's virtual clock the page's
+    refreshes are exactly 2 s apart, so rates computed from scripted counters are exact."""
+
+    def __init__(self, page: str, docs):
+        self.calls = 0
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                if self.path == "/":
+                    status, ctype, body = 200, "text/html; charset=utf-8", page.encode()
+                elif self.path == "/v1/pools":
+                    doc = docs(fake.calls)
+                    fake.calls += 1
+                    status, ctype = (doc, "application/json") if isinstance(doc, int) else (200, "application/json")
+                    body = json.dumps({"error": "scripted"} if isinstance(doc, int) else doc).encode()
+                else:
+                    status, ctype, body = 404, "text/plain", b"not found"
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def status_page(stack, tmp_path) -> str:
+    """The HTML lbd serves at /."""
+    lbd = admin_stack(stack, {"web": two_groups([stack.backend("s0")], [stack.backend("c0")])}, tmp_path)
+    status, page, headers = api(lbd.admin_port, "GET", "/", token=None)
+    assert status == 200 and headers["Content-Type"] == "text/html; charset=utf-8"
+    return page
+
+
+def backend_doc(address, **fields) -> dict:
+    return {"id": address, "address": address, **fields}
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium binary (CI installs Debian's chromium)")
+def test_status_page_rates_resets_and_missing_fields(status_page, tmp_path):
+    def docs(n):
+        full = dict(discovery="present", health="up", admin="ready", state="up", in_rotation=True, weight=2,
+                    effective_weight=2, in_flight=3, responses={"5xx": 1}, errors=0)
+        return {"pools": [
+            {"name": "web", "groups": [{"name": "main", "share": 100, "configured_share": 100, "source": "static",
+                                        "capped": False, "backends": [
+                backend_doc("10.0.0.1:80", requests=100 + 10 * n, **full),   # +10 per 2 s: 5.0/s
+                backend_doc("10.0.0.2:80", requests=1000 - n, **full)]}]},  # counter went back: "–"
+            # As an older server answers: no requests, admin, in_flight, weights, responses, errors.
+            {"name": "old", "groups": [{"name": "main", "share": 100, "source": "static", "backends": [
+                backend_doc("10.0.1.1:80", discovery="present", health="up", state="up", in_rotation=True)]}]}]}
+
+    with FakeAPI(status_page, docs) as fake:
+        run = run_chromium(tmp_path / "profile", ["--virtual-time-budget=5000", "--dump-dom", fake.url])
+    assert fake.calls >= 2, "the page refreshed at least once after loading"
+    dom = parse(run.stdout)
+    web = dom.find("section", data_pool="web").find("table")
+    growing, reset = backend_cells(web, "10.0.0.1:80"), backend_cells(web, "10.0.0.2:80")
+    assert growing["req/s"] == "5.0" and growing["requests"] == str(100 + 10 * (fake.calls - 1)), growing
+    assert (growing["weight"], growing["in flight"], growing["5xx"], growing["errors"]) == ("2", "3", "1", "0")
+    assert reset["req/s"] == "–", reset
+    old = backend_cells(dom.find("section", data_pool="old").find("table"), "10.0.1.1:80")
+    assert old["state"] == "up" and old["in rotation"] == "yes"
+    for column in ("admin", "weight", "in flight", "req/s", "requests", "5xx", "errors"):
+        assert old[column] == "–", (column, old)
+    assert "configured" not in dom.find("section", data_pool="old").find("h3").text()
+    assert dom.find(id="summary").text() == "2 pools, 3 of 3 backends in rotation"
+
+
+@pytest.mark.skipif(chromium() is None, reason="no chromium binary (CI installs Debian's chromium)")
+def test_status_page_keeps_the_last_data_under_a_banner_when_a_refresh_fails(status_page, tmp_path):
+    def docs(n):
+        if n > 0:
+            return 500
+        return {"pools": [{"name": "web", "groups": [{"name": "main", "share": 100, "source": "static", "backends": [
+            backend_doc("10.0.0.1:80", discovery="present", health="up", admin="ready", state="up",
+                        in_rotation=True)]}]}]}
+
+    with FakeAPI(status_page, docs) as fake:
+        run = run_chromium(tmp_path / "profile", ["--virtual-time-budget=3000", "--dump-dom", fake.url])
+    assert fake.calls >= 2
+    dom = parse(run.stdout)
+    banner, updated = dom.find(id="error"), dom.find(id="updated").text()
+    assert "block" in banner.attrs.get("style", "")
+    assert banner.text() == f"cannot refresh: GET /v1/pools answered 500; showing data from {updated}", banner.text()
+    assert backend_cells(dom.find("section", data_pool="web").find("table"), "10.0.0.1:80")["state"] == "up"
