@@ -5,6 +5,10 @@
 //   config    the YAML config loader and validator
 // Built for fuzzing by scripts/fuzz (with -DFUZZING); a plain build is a replay tool:
 //   LBD_FUZZ_TARGET=request .build/debug/FuzzLBCore FILE...   exit 0 unless an input traps.
+// and, with LBD_FUZZ_TARGET=frames, prints where lbd's parsers end each pipelined request of
+// each file (the differential test against llhttp reads this): per file a line `file PATH`, then
+// `message END` per request (END: the offset just past its body), and last `reject STATUS` or
+// `incomplete` (the rest did not make a request).
 
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +16,7 @@ import Glibc
 import LBCore
 
 enum Target: String {
-    case request, response, chunked, config
+    case request, response, chunked, config, frames
 }
 
 let target: Target = {
@@ -32,6 +36,7 @@ public func fuzzLBCore(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case .response: fuzzResponse(bytes)
     case .chunked: fuzzChunked(bytes)
     case .config: fuzzConfig(bytes)
+    case .frames: for line in frames(bytes) { print(line) }
     }
     return 0
 }
@@ -107,6 +112,54 @@ func fuzzConfig(_ bytes: UnsafeRawBufferPointer) {
     }
 }
 
+/// Where each pipelined request in `bytes` ends, by lbd's request parser and chunked decoder.
+func frames(_ bytes: UnsafeRawBufferPointer) -> [String] {
+    var out: [String] = []
+    var offset = 0
+    while offset < bytes.count && out.count < 32 {
+        let rest = UnsafeRawBufferPointer(rebasing: bytes[offset...])
+        switch HTTPRequestParser.parse(rest, limits: HTTPLimits()) {
+        case .incomplete:
+            return out + ["incomplete"]
+        case .failed(let error):
+            return out + ["reject \(error.status)"]
+        case .complete(let head):
+            var end = offset + head.headLength
+            switch head.framing {
+            case .none, .untilClose:
+                break
+            case .contentLength(let n):
+                guard n <= UInt64(bytes.count - end) else { return out + ["incomplete"] }
+                end += Int(n)
+            case .chunked:
+                var decoder = ChunkedDecoder(maxExtensionBytes: HTTPLimits().maxChunkExtension)
+                var finished = false
+                while end < bytes.count && !finished {
+                    if decoder.dataRemaining > 0 {
+                        let n = Int(min(decoder.dataRemaining, UInt64(bytes.count - end)))
+                        decoder.consumedData(n)
+                        end += n
+                        continue
+                    }
+                    do throws(HTTPError) {
+                        let (consumed, event) = try decoder.decode(UnsafeRawBufferPointer(rebasing: bytes[end...]))
+                        end += consumed
+                        finished = event == .messageEnd
+                    } catch {
+                        return out + ["reject \(error.status)"]
+                    }
+                }
+                guard finished else { return out + ["incomplete"] }
+            }
+            out.append("message \(end)")
+            // lbd reads nothing more after a request that ends the connection.
+            if !head.keepAlive { return out }
+            offset = end
+        }
+    }
+    return out
+}
+
 #if !FUZZING
 import Foundation
 
@@ -119,8 +172,9 @@ import Foundation
                 continue
             }
             let bytes = [UInt8](data)
+            if target == .frames { print("file \(path)") }
             _ = bytes.withUnsafeBufferPointer { fuzzLBCore($0.baseAddress ?? UnsafePointer(bitPattern: 1)!, $0.count) }
-            print("ok \(path)")
+            if target != .frames { print("ok \(path)") }
         }
     }
 }
