@@ -49,8 +49,12 @@ func fuzzRequest(_ bytes: UnsafeRawBufferPointer) {
         precondition(head.headLength > 0 && head.headLength <= rest.count, "head length \(head.headLength) of \(rest.count)")
         var sink = ArrayHeadSink()
         head.writeUpstreamHead(clientAddress: "192.0.2.1", forwardedProto: "http", to: &sink)
-        // What lbd forwards must parse again, to the same request.
-        let again = sink.bytes.withUnsafeBytes { HTTPRequestParser.parse($0, limits: HTTPLimits()) }
+        // What lbd forwards must parse again, to the same request (with room for the fields lbd
+        // adds: X-Forwarded-For and X-Forwarded-Proto, and a longer XFF).
+        var roomier = HTTPLimits()
+        roomier.maxHeaderCount += 2
+        roomier.maxHeaderBytes += 1024
+        let again = sink.bytes.withUnsafeBytes { HTTPRequestParser.parse($0, limits: roomier) }
         guard case .complete(let forwarded) = again else { preconditionFailure("forwarded head does not parse: \(again)") }
         precondition(forwarded.method == head.method && forwarded.target == head.target && forwarded.framing == head.framing,
                      "forwarded head differs")
