@@ -45,6 +45,9 @@ def test_pools_table_and_json(stack, tmp_path):
         assert row[1:5] == ["present", "up", "ready", "up"], row
     r = ctl(lbd, "pools", "web", "--json")
     assert r.returncode == 0 and json.loads(r.stdout) == api(lbd.admin_port, "GET", "/v1/pools/web", token=None)[1]
+    r = ctl(lbd, "pools", "--json")
+    assert r.returncode == 0 and json.loads(r.stdout) == api(lbd.admin_port, "GET", "/v1/pools", token=None)[1]
+    assert "source: static" in ctl(lbd, "pools", "web").stdout
     assert ctl(lbd, "vrrp").stdout.strip() == '{"enabled": false}'
 
 
