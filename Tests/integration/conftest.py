@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -111,6 +112,13 @@ def stack(tmp_path, request):
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
         print(st.report())
+    if os.environ.get("LBD_TSAN"):
+        # lbd built with -sanitize=thread (scripts/test): any report fails the test.
+        for lbd in st.lbds:
+            text = lbd.stderr_path.read_text(errors="replace") if lbd.stderr_path.exists() else ""
+            if "ThreadSanitizer" in text:
+                i = text.index("ThreadSanitizer")
+                pytest.fail(f"ThreadSanitizer report in {lbd.stderr_path}:\n{text[max(0, i - 200):i + 4000]}")
 
 
 @pytest.fixture(scope="module")
