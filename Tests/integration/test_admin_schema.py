@@ -1,29 +1,47 @@
 """schemathesis (PyPI) against the live admin endpoint with the OpenAPI document in
 docs/admin-openapi.yaml: no 5xx, no response outside the schema, no undocumented status, for
 random and boundary input; once with random path parameters and once pinned to the real pool,
-groups and backends, so the writes reach the code that applies them."""
+groups and backends, so the writes reach the code that applies them. Also: writes without or
+with a wrong token get 401 with the documented Error body and change nothing, and an SRV group
+with an absent backend is checked against the document's Pool schema."""
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 import lbdharness as h
 from test_admin_writes import TOKEN, admin_stack, api, backends, shares, two_groups
+from test_discovery import instances, resolver, srv_pool
+from test_health import wait_until
 
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "admin-openapi.yaml"
+# Each schemathesis run is bounded: a run takes about 12 s here; together well under 90 s.
+RUN_TIMEOUT = 40
+
+
+def schema_errors(component: str, instance) -> list[str]:
+    """Where `instance` departs from components/schemas/`component` of the document (OpenAPI
+    3.0 schemas are JSON Schema draft 4 for what the document uses). jsonschema-rs comes with
+    schemathesis 4; the Python jsonschema package is the fallback."""
+    root = dict(yaml.safe_load(SPEC.read_text()), **{"$ref": f"#/components/schemas/{component}"})
+    try:
+        import jsonschema_rs
+        return [f"{e.instance_path}: {e.message}" for e in jsonschema_rs.Draft4Validator(root).iter_errors(instance)]
+    except ImportError:
+        import jsonschema
+        return [f"{list(e.absolute_path)}: {e.message}" for e in jsonschema.Draft4Validator(root).iter_errors(instance)]
 
 
 def schemathesis_cmd() -> list[str]:
-    exe = shutil.which("schemathesis") or shutil.which("st")
-    if exe:
-        return [exe]
+    # The interpreter running pytest, where `import schemathesis` works: its console script may
+    # not be on PATH (pip --user), and `st` may be another program.
     return [sys.executable, "-m", "schemathesis.cli"]
 
 
@@ -38,7 +56,7 @@ def run_schemathesis(spec: Path, port: int, tmp_path: Path, examples: int) -> su
         "--no-color",
     ]
     env = dict(os.environ, SCHEMATHESIS_HOOKS="", HYPOTHESIS_STORAGE_DIRECTORY=str(tmp_path / "hyp"))
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=RUN_TIMEOUT, cwd=tmp_path, env=env)
 
 
 def pinned_spec(tmp_path: Path, pool: str, groups: list[str], addresses: list[str]) -> Path:
@@ -90,5 +108,65 @@ def test_a_write_without_the_token_gets_401_and_changes_nothing(stack, tmp_path)
         for token in (None, "not-the-token-at-all"):
             status, doc, headers = api(lbd.admin_port, method, path, body, token=token)
             assert status == 401 and headers.get("WWW-Authenticate") == "Bearer", (method, path, status, doc)
+            assert schema_errors("Error", doc) == [], doc
     assert (backends(lbd), shares(lbd)) == before
     assert not (tmp_path / "state.json").exists() or "overrides" not in json.loads((tmp_path / "state.json").read_text())
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: a backend without a member (SRV target discovery "
+                   "reports absent) lacks state, weight, effective_weight, checks, ejections, in_flight, "
+                   "requests, responses and errors; the contract leaves out only address")
+def test_an_srv_group_with_an_absent_backend_matches_the_schema(stack, tmp_path):
+    """What the static pool above never shows: a group with `discovery`, SRV ids, and a backend
+    discovery reports absent (address left out, per the contract)."""
+    live = [stack.backend(f"a{n}") for n in range(2)]
+    dns = stack.consul_dns()
+    dns.set_service("web", instances(live))
+    lbd = admin_stack(stack, {"web": srv_pool(slots=4)}, tmp_path, resolvers=resolver(dns))
+
+    def pool():
+        status, doc, _ = api(lbd.admin_port, "GET", "/v1/pools", token=None)
+        assert status == 200, doc
+        return doc["pools"][0]
+    wait_until(lambda: sum(b["discovery"] == "present" for b in pool()["groups"][0]["backends"]) == 2, 5,
+               what="both SRV backends present")
+    dns.set_service("web", instances(live[:1]))
+    wait_until(lambda: any(b["discovery"] == "absent" for b in pool()["groups"][0]["backends"]), 5,
+               what="one SRV backend absent")
+    doc = pool()
+    assert "discovery" in doc["groups"][0] and all("address" not in b for b in doc["groups"][0]["backends"]
+                                                     if b["discovery"] == "absent")
+    assert schema_errors("Pool", doc) == [], json.dumps(doc, indent=1)
+
+
+def raw_admin(port, data: bytes) -> h.Response:
+    sock, reader = h.raw_exchange(port, data)
+    try:
+        return h.read_response(reader)
+    finally:
+        sock.close()
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: CONNECT is refused by the HTTP parser with 405 but "
+                   "without the Allow header the contract and the MethodNotAllowed response require")
+def test_connect_gets_405_with_allow(stack, tmp_path):
+    a = stack.backend("a")
+    lbd = admin_stack(stack, {"web": two_groups([a], [stack.backend("b")])}, tmp_path)
+    resp = raw_admin(lbd.admin_port, b"CONNECT /v1/pools HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert resp.status == 405 and schema_errors("Error", resp.json()) == [], resp
+    assert resp.header("Allow") == "GET, HEAD", resp
+
+
+@pytest.mark.xfail(strict=True, reason="server bug: a write with the right token and a transfer-coding "
+                   "lbd does not implement (gzip, chunked) is answered 401 'writes need Authorization', "
+                   "as if the token were missing (the parser's 501 is taken for an unknown method)")
+def test_a_write_with_the_token_and_an_unknown_transfer_coding_is_not_401(stack, tmp_path):
+    a = stack.backend("a")
+    lbd = admin_stack(stack, {"web": two_groups([a], [stack.backend("b")])}, tmp_path)
+    before = backends(lbd)
+    resp = raw_admin(lbd.admin_port, (
+        f"PUT /v1/pools/web/backends/{a.address} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n").encode())
+    assert backends(lbd) == before
+    assert 400 <= resp.status < 600 and schema_errors("Error", resp.json()) == [], resp
+    assert resp.status != 401 and resp.header("WWW-Authenticate") is None, resp
