@@ -145,9 +145,10 @@ final class AdminAPI {
         guard let token else {
             return .error(403, "writes need admin.token_file in the config")
         }
-        let prefix = "Bearer "
-        guard let auth = request.authorization, auth.hasPrefix(prefix),
-              constantTimeEqual(Array(auth.dropFirst(prefix.count).utf8), token) else {
+        // The scheme name is case-insensitive (RFC 9110 §11.1).
+        let prefix = "bearer "
+        guard let auth = request.authorization, auth.lowercased().hasPrefix(prefix),
+              constantTimeEqual(Array(auth.dropFirst(prefix.count).trimmingCharacters(in: .whitespaces).utf8), token) else {
             var reply = AdminReply.error(401, "writes need Authorization: Bearer <token from admin.token_file>")
             reply.headers.append(("WWW-Authenticate", "Bearer"))
             return reply

@@ -98,9 +98,9 @@ private final class AdminConnection: EndpointDelegate {
         switch HTTPRequestParser.parse(UnsafeRawBufferPointer(start: p, count: n), limits: HTTPLimits()) {
         case .incomplete:
             if endpoint.isEOF || n >= 65_536 { finish() }
-        case .failed(let error) where error.status == 501:
-            // A method the HTTP parser does not know: for the admin API that is a method the
-            // route does not take (404 or 405 with Allow), decided from the request line.
+        case .failed(let error) where error == .methodNotAllowed || error == .notImplemented("unknown method"):
+            // A method the HTTP parser refuses (unknown, or CONNECT): for the admin API that is a
+            // method the route does not take (404, or 405 with Allow), decided from the request line.
             let line = UnsafeRawBufferPointer(start: p, count: min(n, 8192)).prefix { $0 != 0x0A && $0 != 0x0D }
             let words = line.split(separator: 0x20, omittingEmptySubsequences: false)
             guard words.count == 3 else {
@@ -112,7 +112,7 @@ private final class AdminConnection: EndpointDelegate {
                 authorization: nil, contentType: nil, body: [])
             send(server.respond(request), head: false)
         case .failed(let error):
-            send(.error(error.status, "bad request: \(error)"), head: false)
+            send(.error(error.status, error.reasonPhrase), head: false)
         case .complete(let head):
             var length = 0
             switch head.framing {
@@ -149,7 +149,9 @@ private final class AdminConnection: EndpointDelegate {
         let reasons = [
             200: "OK", 400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
             405: "Method Not Allowed", 409: "Conflict", 411: "Length Required", 413: "Content Too Large",
-            415: "Unsupported Media Type", 500: "Internal Server Error",
+            414: "URI Too Long", 415: "Unsupported Media Type", 417: "Expectation Failed",
+            431: "Request Header Fields Too Large", 500: "Internal Server Error", 501: "Not Implemented",
+            505: "HTTP Version Not Supported",
         ]
         let status = reply.status
         var text = "HTTP/1.1 \(status) \(reasons[status] ?? "Error")\r\nContent-Type: \(reply.contentType)\r\n"

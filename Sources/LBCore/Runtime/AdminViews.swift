@@ -19,6 +19,8 @@ struct AdminViews {
         let key: String
         let discoveryState: String
         let member: HealthMonitor.MemberStatus?
+        /// The weight discovery gives it (for a slot with no member).
+        var recordWeight = 1
     }
 
     private struct GroupRow {
@@ -50,7 +52,8 @@ struct AdminViews {
                         if case .absent = slot.presence { state = "absent" } else { state = stale ? "stale" : "present" }
                         shown.insert(r.address)
                         rows.append(Row(pool: pool.name, group: group.name, key: "\(r.key.target):\(r.key.port)",
-                                        discoveryState: state, member: state == "absent" ? nil : byAddress[r.address]))
+                                        discoveryState: state, member: state == "absent" ? nil : byAddress[r.address],
+                                        recordWeight: max(1, r.weight)))
                     }
                     // Members that left the answer but still serve (make before break).
                     for m in members.members where !shown.contains(m.address) {
@@ -116,7 +119,14 @@ struct AdminViews {
                             .map { "\"\($0)\": \($1)" }.joined(separator: ", ") + "}",
                     ]
                 } else {
-                    fields += ["\"health\": \"unknown\"", "\"in_rotation\": false"]
+                    // A slot discovery holds with no member: it serves nothing and counts nothing.
+                    fields += [
+                        "\"health\": \"unknown\"", "\"state\": \"absent\"", "\"in_rotation\": false",
+                        "\"weight\": \(r.recordWeight)", "\"effective_weight\": 0",
+                        "\"checks\": {\"enabled\": false, \"successes\": 0, \"failures\": 0}",
+                        "\"ejections\": 0", "\"in_flight\": 0", "\"requests\": 0", "\"errors\": 0",
+                        "\"responses\": {\"1xx\": 0, \"2xx\": 0, \"3xx\": 0, \"4xx\": 0, \"5xx\": 0}",
+                    ]
                 }
                 return "{" + fields.joined(separator: ", ") + "}"
             }
