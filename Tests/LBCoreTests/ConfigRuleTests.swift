@@ -15,6 +15,13 @@ private func file(pool: String = "{groups: {main: {share: 100, static: [127.0.0.
     "pools: {web: \(pool)}\n\(listener)\n\(extra)\n"
 }
 
+/// A valid file with a VRRP section whose `extra` line (flow style) may override its keys.
+private func vrrp(_ extra: String) -> String {
+    var fields = ["interface: eth0", "vrid: 51", "virtual_ips: [10.0.0.100/24]"]
+    if let key = extra.split(separator: ":").first { fields.removeAll { $0.hasPrefix(key + ":") } }
+    return file("failover: {vrrp: {\((fields + [extra]).joined(separator: ", "))}}")
+}
+
 /// A valid file whose pool `web` has these `groups` (flow style).
 private func groups(_ groups: String) -> String { file(pool: "{groups: {\(groups)}}") }
 
@@ -33,9 +40,39 @@ private let singleRuleCases: [(yaml: String, path: String, message: String)] = [
     (file("workers: 2.5"), "workers", "expected an integer, found '2.5'"),
     (file("workers: [2]"), "workers", "expected an integer, found a list"),
     (
-        file("failover: {}"), "failover",
-        "unknown key 'failover'; expected one of: workers, admin, state_file, resolvers, timeouts, limits, log, "
-            + "pools, listeners"
+        file("failovr: {}"), "failovr",
+        "unknown key 'failovr'; did you mean 'failover'?"
+    ),
+    (file("failover: {}"), "failover.vrrp", "required key is missing"),
+    (vrrp("vrid: 256"), "failover.vrrp.vrid", "256 is outside 1...255"),
+    (vrrp("priority: 0"), "failover.vrrp.priority", "0 is outside 1...255"),
+    (
+        vrrp("advert_interval: 105ms"), "failover.vrrp.advert_interval",
+        "105ms must be a whole number of centiseconds within 10ms...40.95s"
+    ),
+    (
+        vrrp("advert_interval: 41s"), "failover.vrrp.advert_interval",
+        "41s must be a whole number of centiseconds within 10ms...40.95s"
+    ),
+    (
+        vrrp("interface: ''"), "failover.vrrp.interface",
+        "'' is not an interface name (1...15 characters, no '/')"
+    ),
+    (
+        vrrp("virtual_ips: [10.0.0.256]"), "failover.vrrp.virtual_ips[0]",
+        "'10.0.0.256' is not an IPv4 address with an optional prefix length, e.g. 10.0.0.100/24"
+    ),
+    (vrrp("virtual_ips: [10.0.0.1, 10.0.0.1/24]"), "failover.vrrp.virtual_ips[1]", "10.0.0.1 is listed twice"),
+    (vrrp("virtual_ips: []"), "failover.vrrp.virtual_ips", "at least one virtual IP is required"),
+    (vrrp("unicast_peers: ['::1']"), "failover.vrrp.unicast_peers[0]", "'::1' is not an IPv4 address"),
+    (
+        vrrp("checksum: cisco"), "failover.vrrp.checksum",
+        "'cisco' is not a checksum form; expected one of: keepalived, rfc9568"
+    ),
+    (vrrp("track: {pool: api}"), "failover.vrrp.track.pool", "no pool named 'api'; defined: web"),
+    (vrrp("track: [{pool: web}, {pool: web, weight: 300}]"), "failover.vrrp.track[1].weight", "300 is outside -254...254"),
+    (
+        vrrp("peer_sync: {peer: 10.0.0.2:9902}"), "failover.vrrp.peer_sync.key_file", "required key is missing"
     ),
     (file("pools: {}"), "pools", "duplicate key 'pools' (first written on line 1)"),
     (file("admin: {listen: 127.0.0.1:0}"), "admin.listen", "port 0 in 127.0.0.1:0 is outside 1...65535"),
@@ -304,4 +341,26 @@ struct ConfigRuleTests {
             #expect(error.problems.map(\.message) == ["cannot read config file '\(binary.path)': not valid UTF-8"])
         }
     }
+}
+
+@Test func failoverDefaultsAndTrackForms() throws {
+    let yaml = """
+        pools: {web: {groups: {main: {share: 100, static: [127.0.0.1:9001]}}}}
+        listeners: [{name: public, bind: 0.0.0.0:8080, pool: web}]
+        failover:
+          vrrp:
+            interface: veth0
+            vrid: 51
+            virtual_ips: [10.99.0.10/24, 10.99.0.20]
+            track: {pool: web, min_healthy: 2, weight: -100}
+            peer_sync: {peer: 10.99.0.12:9902, key_file: sync.key}
+        """
+    let vrrp = try #require(try ConfigLoader.load(yaml: yaml, defaultWorkers: 2).failover?.vrrp)
+    #expect(vrrp.priority == 100)
+    #expect(vrrp.advertInterval == .milliseconds(100))
+    #expect(vrrp.preempt && vrrp.preemptDelay == .zero && vrrp.checksum == .keepalived && vrrp.unicastPeers.isEmpty)
+    #expect(vrrp.virtualIPs.map(\.description) == ["10.99.0.10/24", "10.99.0.20/32"])
+    #expect(vrrp.track == [TrackConfig(pool: "web", minHealthy: 2, weight: -100)])
+    #expect(vrrp.peerSync?.listen == SocketAddress(host: "0.0.0.0", port: 9902))
+    #expect(vrrp.peerSync?.peer == SocketAddress(host: "10.99.0.12", port: 9902))
 }

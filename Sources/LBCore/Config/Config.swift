@@ -238,6 +238,68 @@ public struct LBConfig: Sendable, Hashable {
     public var timeouts: TimeoutsConfig
     public var limits: HTTPLimits
     public var log: LogConfig
+    /// `failover:`: the VRRP pair; nil when lbd runs alone.
+    public var failover: FailoverConfig? = nil
 
     public func pool(named name: String) -> PoolConfig? { pools.first { $0.name == name } }
+}
+
+/// `failover:`: lbd as one of an active/passive pair moving virtual IPs with VRRPv3.
+public struct FailoverConfig: Sendable, Hashable {
+    public var vrrp: VRRPSettings
+}
+
+/// `failover.vrrp`. Defaults in parentheses.
+public struct VRRPSettings: Sendable, Hashable {
+    public enum ChecksumForm: String, Sendable, Hashable, CaseIterable {
+        /// IPv4 pseudo-header included, as keepalived sends it (default).
+        case keepalived
+        /// VRRP message only, as RFC 9568 says and routers send it.
+        case rfc9568
+    }
+    /// The interface the VIPs live on and adverts are sent from.
+    public var interface: String
+    /// Virtual router ID, 1...255; the same on both hosts.
+    public var vrid: Int
+    /// 1...255 (100); 255 = address owner. The higher one is master.
+    public var priority: Int
+    /// Centisecond resolution, 10ms...40.95s (100ms).
+    public var advertInterval: Duration
+    public var virtualIPs: [VirtualIPConfig]
+    /// Take the VIP back from a lower-priority master (true).
+    public var preempt: Bool
+    /// Wait this long before preempting (0).
+    public var preemptDelay: Duration
+    /// Unicast adverts to these IPv4 addresses instead of multicast; adverts from others are dropped.
+    public var unicastPeers: [String]
+    public var checksum: ChecksumForm
+    public var track: [TrackConfig]
+    public var peerSync: PeerSyncConfig?
+}
+
+/// A virtual IP with its prefix length, `10.0.0.100/24`.
+public struct VirtualIPConfig: Sendable, Hashable, CustomStringConvertible {
+    /// Dotted IPv4.
+    public var address: String
+    public var prefixLength: Int
+    public var description: String { "\(address)/\(prefixLength)" }
+}
+
+/// `failover.vrrp.track[i]`: while `pool` has fewer than `minHealthy` usable backends, the priority
+/// changes by `weight`, or, without a weight, the instance is faulted (it gives up and never takes
+/// the VIP).
+public struct TrackConfig: Sendable, Hashable {
+    public var pool: String
+    public var minHealthy: Int
+    /// -254...254; nil = fault.
+    public var weight: Int?
+}
+
+/// `failover.vrrp.peer_sync`: admin changes go to the peer over TCP, signed with HMAC-SHA256.
+public struct PeerSyncConfig: Sendable, Hashable {
+    /// Where the peer's changes arrive (default: all addresses, the peer's port).
+    public var listen: SocketAddress
+    public var peer: SocketAddress
+    /// The shared key, the file's first line (at least 16 characters), the same on both hosts.
+    public var keyFile: String
 }

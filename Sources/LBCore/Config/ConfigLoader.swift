@@ -47,7 +47,7 @@ public enum ConfigLoader {
 
     /// Reads the file at `path` and loads it with ``load(yaml:defaultWorkers:)``.
     ///
-    /// Relative paths inside the file (`state_file`, `admin.token_file`) are resolved against the
+    /// Relative paths inside the file (`state_file`, `admin.token_file`, `failover.vrrp.peer_sync.key_file`) are resolved against the
     /// config file's directory.
     ///
     /// - Throws: ``ConfigError``. A file that cannot be opened or read, or is not UTF-8, is one
@@ -67,6 +67,9 @@ public enum ConfigLoader {
             let dir = String(path[...slash])
             if let state = config.stateFile, !state.hasPrefix("/") { config.stateFile = dir + state }
             if let token = config.admin?.tokenFile, !token.hasPrefix("/") { config.admin?.tokenFile = dir + token }
+            if let key = config.failover?.vrrp.peerSync?.keyFile, !key.hasPrefix("/") {
+                config.failover?.vrrp.peerSync?.keyFile = dir + key
+            }
         }
         return config
     }

@@ -41,7 +41,7 @@ struct ConfigValidator {
         let pools = (raw.pools ?? []).map {
             validatePool($0, at: root.key("pools").key($0.name), resolverNames: resolverNames)
         }
-        return LBConfig(
+        var config = LBConfig(
             workers: workers ?? defaultWorkers,
             admin: admin,
             stateFile: raw.stateFile.flatMap { filePath($0, at: root.key("state_file")) },
@@ -51,6 +51,8 @@ struct ConfigValidator {
             timeouts: validateTimeouts(raw.timeouts),
             limits: validateLimits(raw.limits),
             log: validateLog(raw.log))
+        config.failover = raw.failover.flatMap { validateFailover($0, poolNames: raw.pools?.map(\.name)) }
+        return config
     }
 
     private mutating func validateResolver(_ entry: RawEntry<RawResolver>, at path: ConfigPath) -> ResolverConfig {

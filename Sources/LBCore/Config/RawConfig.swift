@@ -41,6 +41,8 @@ struct RawConfig {
     /// `listeners`, in file order; nil when the key is missing (already reported). A malformed item
     /// has nil fields and keeps its place, so later paths keep their index.
     var listeners: [RawListener]?
+    /// `failover`
+    var failover: RawFailover?
 }
 
 /// `admin: { listen, token_file }`
@@ -167,4 +169,40 @@ struct RawListener {
     var mode: String?
     var pool: String?
     var maxconn: Int?
+}
+
+/// `failover: { vrrp: {...} }`
+struct RawFailover {
+    var vrrp: RawVRRP?
+}
+
+/// `failover.vrrp: { interface, vrid, priority, advert_interval, virtual_ips, preempt, preempt_delay,
+/// unicast_peers, checksum, track, peer_sync }`
+struct RawVRRP {
+    var interface: String?
+    var vrid: Int?
+    var priority: Int?
+    var advertInterval: String?
+    /// `10.0.0.100/24` texts in file order; nil items were of the wrong shape (already reported).
+    var virtualIPs: [String?]?
+    var preempt: Bool?
+    var preemptDelay: String?
+    var unicastPeers: [String?]?
+    var checksum: String?
+    var track: [RawTrack] = []
+    var peerSync: RawPeerSync?
+}
+
+/// `failover.vrrp.track[i]: { pool, min_healthy, weight }`
+struct RawTrack {
+    var pool: String?
+    var minHealthy: Int?
+    var weight: Int?
+}
+
+/// `failover.vrrp.peer_sync: { listen, peer, key_file }`
+struct RawPeerSync {
+    var listen: String?
+    var peer: String?
+    var keyFile: String?
 }

@@ -12,7 +12,7 @@ struct RawConfigDecoder {
     mutating func decode(_ root: Node?) -> RawConfig {
         var config = RawConfig()
         let allowed = [
-            "workers", "admin", "state_file", "resolvers", "timeouts", "limits", "log", "pools", "listeners",
+            "workers", "admin", "state_file", "resolvers", "timeouts", "limits", "log", "pools", "listeners", "failover",
         ]
         // An empty file, or one holding only `---` or a null, reads as an empty mapping.
         let node = root.flatMap { $0.isNull ? nil : $0 } ?? Node.mapping(Node.Mapping([]))
@@ -40,6 +40,7 @@ struct RawConfigDecoder {
                 decodeListener(item, at: ConfigPath.root.key("listeners").index(index))
             }
         }
+        config.failover = decodeFailover(top)
         return config
     }
 

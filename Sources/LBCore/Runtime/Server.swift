@@ -169,6 +169,7 @@ public final class Server {
         if new.log != fileConfig.log { restartOnly.append("log") }
         if new.admin != fileConfig.admin { restartOnly.append("admin") }
         if new.stateFile != fileConfig.stateFile { restartOnly.append("state_file") }
+        if new.failover != fileConfig.failover { restartOnly.append("failover") }
         for (old, pool) in zip(fileConfig.pools, new.pools) {
             if old.hooks != pool.hooks { restartOnly.append("pools.\(pool.name).hooks") }
             if old.passive != pool.passive { restartOnly.append("pools.\(pool.name).passive") }
