@@ -145,3 +145,27 @@ extension Duration {
         return s * 1000 + atto / 1_000_000_000_000_000
     }
 }
+
+/// A listening TCP socket on `address`, non-blocking and close-on-exec, with SO_REUSEADDR and
+/// SO_REUSEPORT (one per worker). `freeBind` sets IP_FREEBIND / IPV6_FREEBIND, so a listener on a
+/// virtual IP binds before this host owns the address (the VRRP backup).
+func listeningSocket(_ address: SockAddr, backlog: Int32, freeBind: Bool) throws(SystemCallError) -> Int32 {
+    let family = address.withSockaddr { p, _ in Int32(p.pointee.sa_family) }
+    let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+    guard fd >= 0 else { throw SystemCallError(call: "socket", errno: errno) }
+    var one: Int32 = 1
+    let size = socklen_t(MemoryLayout<Int32>.size)
+    var ok = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, size) == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, size) == 0
+    if ok && freeBind {
+        ok = family == AF_INET6
+            ? setsockopt(fd, Int32(IPPROTO_IPV6), 78 /* IPV6_FREEBIND */, &one, size) == 0
+            : setsockopt(fd, Int32(IPPROTO_IP), 15 /* IP_FREEBIND */, &one, size) == 0
+    }
+    ok = ok && address.withSockaddr { p, len in Glibc.bind(fd, p, len) } == 0 && listen(fd, backlog) == 0
+    guard ok else {
+        let e = errno
+        close(fd)
+        throw SystemCallError(call: "bind", errno: e)
+    }
+    return fd
+}

@@ -136,12 +136,21 @@ final class Worker: @unchecked Sendable {
 
     private func bind(_ wl: WorkerListener) throws(SystemCallError) {
         guard let sa = SockAddr(wl.config.bind) else { throw SystemCallError(call: "bind \(wl.config.bind)", errno: EINVAL) }
-        let flags = UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT | LEV_OPT_CLOSE_ON_EXEC)
-        let ctx = Unmanaged.passUnretained(wl).toOpaque()
-        let l = sa.withSockaddr { p, len in
-            evconnlistener_new_bind(base, Worker.onAccept, ctx, flags, 1024, p, Int32(len))
+        // A listener on one of the pair's virtual IPs binds before this host owns the address.
+        let isVIP = shared.config.failover?.vrrp.virtualIPs.contains { $0.address == wl.config.bind.host } ?? false
+        let fd: Int32
+        do {
+            fd = try listeningSocket(sa, backlog: 1024, freeBind: isVIP)
+        } catch {
+            throw SystemCallError(call: "bind \(wl.config.bind)", errno: error.errno)
         }
-        guard let l else { throw SystemCallError(call: "bind \(wl.config.bind)", errno: errno) }
+        let flags = UInt32(LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC)
+        let ctx = Unmanaged.passUnretained(wl).toOpaque()
+        guard let l = evconnlistener_new(base, Worker.onAccept, ctx, flags, -1, fd) else {
+            let e = errno
+            close(fd)
+            throw SystemCallError(call: "listen \(wl.config.bind)", errno: e)
+        }
         evconnlistener_set_error_cb(l, Worker.onAcceptError)
         wl.listener = l
         wl.resumeTimer = event_new(base, -1, 0, Worker.onResumeAccept, ctx)
