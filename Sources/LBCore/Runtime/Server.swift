@@ -28,6 +28,9 @@ public final class Server {
     private var health: HealthMonitor?
     private var discovery: Discovery?
     private var admin: AdminServer?
+    private var peerSync: PeerSync?
+    /// The overrides' version for peer sync (see PeerSync.swift).
+    private var syncVersion: SyncVersion
     private var reloadsOK = 0
     private var reloadsRejected = 0
     private var workers: [Worker] = []
@@ -49,6 +52,9 @@ public final class Server {
         let dropped = restored.basis.map { restored.reconcile(old: $0, new: PoolBasis.of(config)) } ?? []
         restored.basis = nil
         adminOverrides = restored
+        let node = store.state.node ?? String(format: "%08x", UInt32.random(in: 0...UInt32.max))
+        store.state.node = node
+        syncVersion = store.state.sync ?? SyncVersion(version: 0, node: node)
         for d in dropped { logger.notice("admin override not restored", metadata: ["override": "\(d)"]) }
         let (running, problems) = adminOverrides.applied(to: config)
         for p in problems { logger.error("admin override not restored", metadata: ["problem": "\(p)"]) }
@@ -93,6 +99,11 @@ public final class Server {
             let server = AdminServer(base: cb, logger: logger, api: api)
             try server.start(adminConfig)
             admin = server
+        }
+        if let syncConfig = config.failover?.vrrp.peerSync {
+            let sync = try PeerSync(base: cb, config: syncConfig, host: self, logger: logger)
+            try sync.start()
+            peerSync = sync
         }
     }
 
@@ -272,19 +283,64 @@ extension Server: AdminHost {
         guard let monitor = health, let discovery else { return AdminChangeError(status: 500, message: "not running") }
         let (running, problems) = overrides.applied(to: fileConfig)
         guard problems.isEmpty else { return AdminChangeError(status: 409, message: problems.joined(separator: "; ")) }
-        let saved = store.state.overrides
+        let saved = (store.state.overrides, store.state.sync)
+        let now = UInt64(max(0, Date().timeIntervalSince1970 * 1000))
+        store.state.sync = SyncVersion(version: max(now, syncVersion.version &+ 1), node: syncVersion.node)
         if let error = persistOverrides(overrides) {
-            store.state.overrides = saved
+            (store.state.overrides, store.state.sync) = saved
             return AdminChangeError(status: 500, message: "cannot write the state file (\(error)); nothing changed")
         }
+        syncVersion = store.state.sync ?? syncVersion
+        install(overrides, running: running, monitor: monitor, discovery: discovery)
+        logger.notice("admin change applied", metadata: ["change": "\(reason)"])
+        peerSync?.exchange()
+        return nil
+    }
+
+    private func install(_ overrides: AdminOverrides, running: LBConfig, monitor: HealthMonitor, discovery: Discovery) {
         let sourcesChanged = running.pools.map { $0.groups.map(\.source) } != config.pools.map { $0.groups.map(\.source) }
         adminOverrides = overrides
         config = running
         monitor.reconfigure(running, overrides: overrides)
         if sourcesChanged { discovery.reconfigure(running) }
-        logger.notice("admin change applied", metadata: ["change": "\(reason)"])
+    }
+}
+
+extension Server: PeerSyncHost {
+    func syncState() -> (SyncVersion, [UInt8]) {
+        var o = adminOverrides
+        o.basis = PoolBasis.of(fileConfig)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return (syncVersion, (try? encoder.encode(o)).map { Array($0) } ?? [])
+    }
+
+    /// The peer's overrides, made against the peer's file: those whose setting this host's file has
+    /// differently give way to the file, as on a reload.
+    func applyPeerState(_ version: SyncVersion, body: [UInt8]) -> String? {
+        guard let monitor = health, let discovery else { return "not running" }
+        guard var overrides = try? JSONDecoder().decode(AdminOverrides.self, from: Data(body)) else {
+            return "not a valid admin state"
+        }
+        let dropped = overrides.basis.map { overrides.reconcile(old: $0, new: PoolBasis.of(fileConfig)) } ?? []
+        overrides.basis = nil
+        let (running, problems) = overrides.applied(to: fileConfig)
+        guard problems.isEmpty else { return problems.joined(separator: "; ") }
+        let saved = (store.state.overrides, store.state.sync)
+        store.state.sync = version
+        if let error = persistOverrides(overrides) {
+            (store.state.overrides, store.state.sync) = saved
+            return "cannot write the state file (\(error))"
+        }
+        syncVersion = version
+        install(overrides, running: running, monitor: monitor, discovery: discovery)
+        for d in dropped {
+            logger.notice("peer sync: override not taken, this host's file differs", metadata: ["override": "\(d)"])
+        }
         return nil
     }
+
+    var peerSyncStats: PeerSyncStats? { peerSync?.stats }
 }
 
 /// The admin API's bearer token: the first line of `admin.token_file`. A missing file is created

@@ -16,6 +16,9 @@ struct PersistedState: Codable, Equatable {
     var discovery: [String: PersistedGroup] = [:]
     /// Absent in files written before the admin API could change anything.
     var overrides: AdminOverrides?
+    /// The overrides' version for peer sync, and this host's node name (see PeerSync.swift).
+    var sync: SyncVersion?
+    var node: String?
 }
 
 struct PersistedGroup: Codable, Equatable {
