@@ -18,7 +18,7 @@ let package = Package(
         .systemLibrary(name: "CLibevent", pkgConfig: "libevent_pthreads", providers: [.apt(["libevent-dev"])]),
         .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
         .target(name: "DNSResolver", dependencies: ["CLibevent"]),
-        .target(name: "VRRP", dependencies: ["CLibevent"]),
+        .target(name: "VRRP", dependencies: ["CLibevent", .product(name: "Logging", package: "swift-log")]),
         .target(
             name: "LBCore",
             dependencies: [
@@ -37,6 +37,7 @@ let package = Package(
             dependencies: ["LBCore", .product(name: "ArgumentParser", package: "swift-argument-parser")]),
         .testTarget(name: "LBCoreTests", dependencies: ["LBCore"]),
         .testTarget(name: "DNSResolverTests", dependencies: ["DNSResolver"]),
+        .testTarget(name: "VRRPTests", dependencies: ["VRRP"]),
         // libFuzzer target for the DNS codec (scripts/fuzz-dns); a plain build is a replay tool.
         .executableTarget(
             name: "FuzzDNS", dependencies: ["DNSResolver"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]),

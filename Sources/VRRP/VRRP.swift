@@ -1,6 +1,6 @@
-// VRRP: the VRRPv3 codec, instance state machine, VIP handling and raw-socket shell (DESIGN.md
-// section 7). The pair is the subject of its own issue; until it lands this module holds only the
-// protocol constants from RFC 5798.
+// VRRP: the VRRPv3 codec (VRRPPacket.swift), the instance state machine (VRRPMachine.swift), the
+// Linux adapters for the raw socket, VIPs and gratuitous ARP (VRRPLinux.swift), and the engine
+// that runs them on its own thread (VRRPEngine.swift). DESIGN.md section 7; notes/vrrp.md.
 
 /// RFC 5798 §5.1.1: IP protocol number, multicast group and the required TTL/hop limit.
 public enum VRRPConstants {
