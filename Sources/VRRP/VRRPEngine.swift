@@ -185,13 +185,14 @@ public final class VRRPEngine: Sendable {
     @discardableResult
     public func resign(timeout: Duration) -> Bool {
         guard loop.withLock({ $0 != nil }) else { return false }
+        if finished.withLock({ $0.done }) { return finished.withLock { $0.handedOver } }
         send(.resign)
         return wait(timeout)
     }
 
     /// Immediate stop: priority 0 if master, VIPs released. Blocks up to `timeout`.
     public func stop(timeout: Duration = .seconds(1)) {
-        guard loop.withLock({ $0 != nil }) else { return }
+        guard loop.withLock({ $0 != nil }), !finished.withLock({ $0.done }) else { return }
         send(.shutdown)
         _ = wait(timeout)
     }

@@ -107,7 +107,7 @@ final class AdminAPI {
         case .page: return AdminReply(status: 200, contentType: "text/html; charset=utf-8", body: statusPage())
         case .healthz: return AdminReply(status: 200, contentType: "text/plain", body: "ok\n")
         case .metrics: return AdminReply(status: 200, contentType: "text/plain; version=0.0.4", body: views.metrics())
-        case .vrrp: return AdminReply(status: 200, body: "{\"enabled\": false}\n")
+        case .vrrp: return AdminReply(status: 200, body: views.vrrpJSON())
         case .pools: return AdminReply(status: 200, body: views.poolsJSON())
         case .pool(let name):
             guard let body = views.poolJSON(name) else { return .error(404, "no pool named \(name)") }

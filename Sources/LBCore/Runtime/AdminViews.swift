@@ -5,6 +5,7 @@
 
 import Foundation
 import Prometheus
+import VRRP
 
 struct AdminViews {
     let monitor: HealthMonitor
@@ -12,6 +13,8 @@ struct AdminViews {
     let reloads: () -> (ok: Int, rejected: Int)
     /// The file's config, for the configured shares next to the running ones.
     let fileConfig: () -> LBConfig
+    /// The pair: the VRRP engine's status, peer sync's counters, the settings; nils without a pair.
+    let pair: () -> (VRRPStatus?, PeerSyncStats?, VRRPSettings?)
 
     private struct Row {
         let pool: String
@@ -213,6 +216,7 @@ struct AdminViews {
             }
         }
         for p in pools { traffic("pool", [("pool", p)], monitor.stats(pool: p, group: nil)) }
+        pairMetrics(gauge: gauge, counter: counter)
         let reloads = reloads()
         counter("lbd_reloads_total", "Configuration reloads by outcome.", [("result", "ok")], reloads.ok)
         counter("lbd_reloads_total", "Configuration reloads by outcome.", [("result", "rejected")], reloads.rejected)

@@ -12,6 +12,7 @@ import Glibc
 import CLibevent
 import Foundation
 import Logging
+import Synchronization
 
 public final class Server {
     /// The running config: the file's (`fileConfig`) with the admin overrides applied.
@@ -29,6 +30,10 @@ public final class Server {
     private var discovery: Discovery?
     private var admin: AdminServer?
     private var peerSync: PeerSync?
+    private var failover: Failover?
+    /// Set by the thread that ran the VRRP resign on SIGTERM; the drain starts after it.
+    private let resigned = DoneFlag()
+    private var resignPoll: OpaquePointer?
     /// The overrides' version for peer sync (see PeerSync.swift).
     private var syncVersion: SyncVersion
     private var reloadsOK = 0
@@ -93,7 +98,8 @@ public final class Server {
             let views = AdminViews(
                 monitor: monitor, discovery: discovery,
                 reloads: { [unowned self] in (self.reloadsOK, self.reloadsRejected) },
-                fileConfig: { [unowned self] in self.fileConfig })
+                fileConfig: { [unowned self] in self.fileConfig },
+                pair: { [unowned self] in (self.failover?.engine.status, self.peerSync?.stats, self.failover?.settings) })
             let token = try adminConfig.tokenFile.map { path throws(SystemCallError) in try AdminToken.load(path, logger: logger) }
             let api = AdminAPI(host: self, views: views, token: token, statusPage: { StatusPage.html })
             let server = AdminServer(base: cb, logger: logger, api: api)
@@ -104,6 +110,13 @@ public final class Server {
             let sync = try PeerSync(base: cb, config: syncConfig, host: self, logger: logger)
             try sync.start()
             peerSync = sync
+        }
+        // Last: the listeners are bound (on a VIP with IP_FREEBIND), so this host can serve the
+        // moment it becomes master.
+        if let settings = config.failover?.vrrp {
+            let f = Failover(settings: settings, logger: logger)
+            try f.start(base: cb, snapshot: { snapshots.load() })
+            failover = f
         }
     }
 
@@ -130,6 +143,7 @@ public final class Server {
         if clean {
             for t in threads { pthread_join(t, nil) }
         }
+        failover?.engine.stop()
         logger.info("lbd stopped", metadata: ["clean": "\(clean)"])
         return 0
     }
@@ -223,12 +237,39 @@ public final class Server {
         }
     }
 
+    /// SIGTERM. With a pair, the VIP is handed over first (make-before-break: priority 0, the VIP
+    /// kept and served until the peer's first advert as master), then the proxy drains.
     private func beginDrain() {
-        guard drainPoll == nil else {
+        guard drainPoll == nil, resignPoll == nil else {
             logger.warning("second stop signal: exiting now")
             event_base_loopbreak(controlBase)
             return
         }
+        if let engine = failover?.engine {
+            logger.notice("stop: resigning VRRP mastership before draining (priority 0, VIP kept until the peer takes over)")
+            let done = resigned
+            _ = startThread(name: "lbd-resign") {
+                engine.resign(timeout: .seconds(3))
+                done.set()
+            }
+            let me = Unmanaged.passUnretained(self).toOpaque()
+            resignPoll = event_new(controlBase, -1, evs(EV_PERSIST), { _, _, ctx in
+                let s = Unmanaged<Server>.fromOpaque(ctx!).takeUnretainedValue()
+                guard s.resigned.isSet, let poll = s.resignPoll else { return }
+                event_del(poll)
+                s.logger.notice(
+                    "stop: VIP released; draining",
+                    metadata: ["how": "\(s.failover?.engine.status.transitions.last?.reason ?? "")"])
+                s.startDrain()
+            }, me)
+            var tv = Duration.milliseconds(5).timeval
+            event_add(resignPoll, &tv)
+            return
+        }
+        startDrain()
+    }
+
+    private func startDrain() {
         logger.info("draining", metadata: ["grace": "\(config.timeouts.shutdownGrace)"])
         shared.draining.store(true, ordering: .releasing)
         for w in workers { w.wake() }
@@ -247,6 +288,13 @@ public final class Server {
             event_base_loopbreak(s.controlBase)
         }
     }
+}
+
+/// A one-way flag set on one thread and polled on another.
+final class DoneFlag: Sendable {
+    private let value = Atomic<Bool>(false)
+    func set() { value.store(true, ordering: .releasing) }
+    var isSet: Bool { value.load(ordering: .acquiring) }
 }
 
 /// Starts a detached-until-joined pthread running `body`.
