@@ -32,17 +32,17 @@ def down_interval_ms(priority: int) -> float:
 class Host:
     """One lb host: its two backends, and lbd (with failover, or as a plain proxy beside keepalived)."""
 
-    def __init__(self, lab: NetLab, name: str, workdir: Path, priority=100, preempt=True, failover=True):
+    def __init__(self, lab: NetLab, name: str, workdir: Path, priority=100, preempt=True, failover=True, **more):
         self.lab, self.name = lab, name
         self.dir = workdir / name
         self.dir.mkdir(parents=True, exist_ok=True)
         (self.dir / "sync.key").write_text(KEY + "\n")
         (self.dir / "admin.token").write_text(TOKEN + "\n")
-        self.configure(priority, preempt, failover)
+        self.configure(priority, preempt, failover, **more)
         self.proc = None
         self.backends = [lab.backend(name, 9001, f"{name}-a"), lab.backend(name, 9002, f"{name}-b")]
 
-    def configure(self, priority=100, preempt=True, failover=True) -> "Host":
+    def configure(self, priority=100, preempt=True, failover=True, extra_vrrp=None, health=False) -> "Host":
         """Writes lbd.yaml; takes effect at the next start."""
         self.priority = priority
         peer = "lb2" if self.name == "lb1" else "lb1"
@@ -51,7 +51,12 @@ class Host:
             "virtual_ips": [f"{VIP}/24"], "preempt": preempt,
             "peer_sync": {"peer": f"{self.lab.address(peer)}:9902", "key_file": "sync.key"},
         }
+        vrrp.update(extra_vrrp or {})
         web = {"groups": {"main": {"share": 100, "static": ["127.0.0.1:9001", "127.0.0.1:9002"]}}}
+        if health:
+            web["health"] = {"http": {"path": "/health", "expect": 200}, "interval": "100ms", "timeout": "80ms",
+                             "rise": 1, "fall": 1}
+            web["max_unhealthy"] = "100%"
         cfg = h.make_config(
             {"web": web},
             [{"name": "vip", "bind": f"{VIP}:80" if failover else "0.0.0.0:80", "mode": "http", "pool": "web"}],

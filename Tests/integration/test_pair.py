@@ -182,6 +182,68 @@ def test_weight_set_on_master_holds_after_failover(lab, tmp_path):
         raise AssertionError(f"lb1 did not catch up: {backends}")
 
 
+def inject(lab, case, dst, vrid=51, priority=200):
+    r = lab.run("client", [sys.executable, str(Path(__file__).resolve().parent / "vrrp_inject.py"),
+                           lab.address("client"), dst, case, str(vrid), str(priority)])
+    assert r.returncode == 0, r.stderr
+
+
+def test_bad_adverts_are_dropped_and_counted(lab, tmp_path):
+    """bad-inputs.md G: V1 (TTL != 255), V5 (version, checksum, VRID, length), V6 (interval 0)."""
+    lb1, lb2 = start_pair(lab, tmp_path)
+    cases = {"ttl64": "bad_ttl", "badsum": "bad_checksum", "truncated": "truncated", "zerointerval": "zero_interval"}
+    for case in cases:
+        inject(lab, case, lab.address("lb1"), priority=254)
+    inject(lab, "good", lab.address("lb1"), vrid=52, priority=254)
+    inject(lab, "v2", lab.address("lb1"), priority=254)
+    time.sleep(0.3)
+    s = lb1.vrrp()
+    for reason in cases.values():
+        assert s["counters"]["dropped"].get(reason) == 1, (reason, s["counters"])
+    assert s["counters"]["dropped"].get("other_vrid") == 1
+    assert s["counters"]["dropped"].get("bad_version") == 1 and s["counters"]["mismatches"].get("version") == 1
+    assert s["role"] == "master" and [t["to"] for t in s["transitions"]] == ["backup", "master"]
+    assert "does not match this instance" in lb1.log()
+    assert single_owner_for(lab, "lb1", 0.5) == []
+    # V2 for contrast: a well-formed higher-priority advert from the link is obeyed (multicast mode
+    # cannot tell it from a peer; unicast mode below can).
+    inject(lab, "good", lab.address("lb1"), priority=254)
+    time.sleep(0.2)
+    assert lb1.vrrp()["role"] == "backup"
+
+
+def test_unicast_pair_drops_non_peers(lab, tmp_path):
+    """Unicast adverts (unicast_peers); V3: an advert from an address that is not a peer is dropped."""
+    lb1, lb2 = start_pair(
+        lab, tmp_path, lb1_kw={"extra_vrrp": {"unicast_peers": [lab.address("lb2")]}},
+        lb2_kw={"extra_vrrp": {"unicast_peers": [lab.address("lb1")]}})
+    assert single_owner_for(lab, "lb1", 1.0) == []
+    assert lb2.vrrp()["mode"] == "unicast" and lb2.vrrp()["counters"]["received"] > 5
+    inject(lab, "good", lab.address("lb1"), priority=254)
+    time.sleep(0.2)
+    s = lb1.vrrp()
+    assert s["role"] == "master" and s["counters"]["dropped"].get("not_a_peer") == 1, s
+    lb1.stop()
+    assert lab.wait_owner(VIP, "lb2", 2) is not None
+
+
+def test_tracked_pool_moves_the_vip(lab, tmp_path):
+    """track {pool: web, min_healthy: 2, weight: -100}: lb1 (150) drops to 50 when a backend fails
+    its checks, lb2 (100) preempts; when it recovers, lb1 takes the VIP back."""
+    track = {"track": {"pool": "web", "min_healthy": 2, "weight": -100}}
+    lb1, lb2 = start_pair(lab, tmp_path, lb1_kw={"extra_vrrp": track, "health": True}, lb2_kw={"health": True})
+    assert lb1.vrrp()["effective_priority"] == 150
+    code, _ = lab.http("lb1", "GET", "http://127.0.0.1:9001/_health/fail")
+    assert code == 200
+    assert lab.wait_owner(VIP, "lb2", 3) is not None, lb1.log()[-3000:]
+    s = lb1.vrrp()
+    assert s["effective_priority"] == 50 and s["role"] == "backup"
+    assert "vrrp tracking changed" in lb1.log()
+    lab.http("lb1", "GET", "http://127.0.0.1:9001/_health/ok")
+    assert lab.wait_owner(VIP, "lb1", 3) is not None
+    assert lb1.vrrp()["effective_priority"] == 150
+
+
 # -- lbd + keepalived -------------------------------------------------------------------------
 
 needs_keepalived = pytest.mark.skipif(shutil.which("keepalived") is None, reason="needs keepalived")

@@ -39,32 +39,31 @@ final class Failover {
     }
 
     /// Opens the sockets, removes VIPs a crashed run left behind, and starts as backup.
-    func start(base: OpaquePointer, snapshot: @escaping () -> RuntimeSnapshot) throws(SystemCallError) {
+    func start(base: OpaquePointer, usable: @escaping (String) -> Int?) throws(SystemCallError) {
         do {
             try engine.start()
         } catch {
             throw SystemCallError(call: "failover.vrrp on \(settings.interface): \(error.call)", errno: error.errno)
         }
         guard !settings.track.isEmpty else { return }
-        let box = Unmanaged.passRetained(TrackBox { [unowned self] in self.evaluateTrack(snapshot()) }).toOpaque()
+        let box = Unmanaged.passRetained(TrackBox { [unowned self] in self.evaluateTrack(usable) }).toOpaque()
         trackBox = box
         trackTimer = event_new(base, -1, evs(EV_PERSIST), { _, _, ctx in
             Unmanaged<TrackBox>.fromOpaque(ctx!).takeUnretainedValue().body()
         }, box)
         var tv = settings.advertInterval.timeval
         event_add(trackTimer, &tv)
-        evaluateTrack(snapshot())
+        evaluateTrack(usable)
     }
 
     /// `track`: a pool with fewer usable backends than `min_healthy` lowers the priority by its
-    /// weight, or faults the instance when it has none.
-    func evaluateTrack(_ snapshot: RuntimeSnapshot) {
+    /// weight, or faults the instance when it has none. `usable(pool)`: backends that pass their
+    /// checks, are not ejected and are admin-ready, in groups with a share (nil: no such pool).
+    func evaluateTrack(_ usable: (String) -> Int?) {
         var adjustment = 0
         var faults: [String] = []
         for t in settings.track {
-            guard let pool = snapshot.pools.first(where: { $0.name == t.pool }) else { continue }
-            let usable = pool.groups.filter { $0.share.basisPoints > 0 }.reduce(0) { $0 + $1.members.count }
-            guard usable < t.minHealthy else { continue }
+            guard let n = usable(t.pool), n < t.minHealthy else { continue }
             if let w = t.weight { adjustment += w } else { faults.append(t.pool) }
         }
         guard adjustment != lastTrack.adjustment || faults != lastTrack.faults else { return }

@@ -115,7 +115,7 @@ public final class Server {
         // moment it becomes master.
         if let settings = config.failover?.vrrp {
             let f = Failover(settings: settings, logger: logger)
-            try f.start(base: cb, snapshot: { snapshots.load() })
+            try f.start(base: cb, usable: { [unowned self] pool in self.usableBackends(pool) })
             failover = f
         }
     }
@@ -351,6 +351,23 @@ extension Server: AdminHost {
         config = running
         monitor.reconfigure(running, overrides: overrides)
         if sourcesChanged { discovery.reconfigure(running) }
+    }
+}
+
+extension Server {
+    /// Backends of `pool` that could serve now, for VRRP tracking: passing checks (or without
+    /// checks), not ejected, admin-ready, in a group with a share. The max_unhealthy cap may keep
+    /// failing backends in rotation; they do not count here.
+    func usableBackends(_ pool: String) -> Int? {
+        guard let monitor = health, let pi = config.pools.firstIndex(where: { $0.name == pool }) else { return nil }
+        let status = monitor.status()
+        guard pi < status.count else { return nil }
+        var n = 0
+        for (gi, group) in status[pi].enumerated() where gi < config.pools[pi].groups.count {
+            guard config.pools[pi].groups[gi].share.basisPoints > 0 else { continue }
+            n += group.members.filter { $0.admin == .ready && ($0.state == "up" || $0.state == "standby") && !$0.leaving }.count
+        }
+        return n
     }
 }
 
