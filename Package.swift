@@ -41,6 +41,9 @@ let package = Package(
         // libFuzzer target for the DNS codec (scripts/fuzz-dns); a plain build is a replay tool.
         .executableTarget(
             name: "FuzzDNS", dependencies: ["DNSResolver"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+        // libFuzzer target for the VRRP codec and state machine (scripts/fuzz vrrp).
+        .executableTarget(
+            name: "FuzzVRRP", dependencies: ["VRRP"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
         // libFuzzer targets for the HTTP parsers, the chunked decoder and the config loader (scripts/fuzz).
         .executableTarget(
             name: "FuzzLBCore", dependencies: ["LBCore"], swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
