@@ -253,7 +253,23 @@ struct CtlVRRP: ParsableCommand {
 
     func run() throws {
         let data = try options.call("GET", "/v1/vrrp")
-        print(String(decoding: data, as: UTF8.self), terminator: "")
+        guard !options.json, let s = try? JSONSerialization.jsonObject(with: data) as? [String: Any], s["enabled"] as? Bool == true else {
+            print(String(decoding: data, as: UTF8.self), terminator: "")
+            return
+        }
+        func text(_ key: String) -> String { s[key].map { "\($0)" } ?? "-" }
+        print("role \(text("role")) (priority \(text("effective_priority")) of \(text("priority")), \(text("mode")), vrid \(text("vrid")) on \(text("interface")))")
+        print("master \(s["master_address"] as? String ?? "-") priority \(s["master_priority"].map { "\($0)" } ?? "-"), advert interval \(text("master_advert_interval_ms")) ms")
+        print("virtual IPs \((s["virtual_ips"] as? [String] ?? []).joined(separator: " "))")
+        for t in (s["transitions"] as? [[String: Any]] ?? []).suffix(5) {
+            print("  \(t["from"] ?? "?") -> \(t["to"] ?? "?"): \(t["reason"] ?? "")")
+        }
+        if let c = s["counters"] as? [String: Any] {
+            print("adverts sent \(c["sent"] ?? 0), received \(c["received"] ?? 0); dropped \(c["dropped"] ?? [:]); mismatches \(c["mismatches"] ?? [:])")
+        }
+        if let p = s["peer_sync"] as? [String: Any] {
+            print("peer sync with \(p["peer"] ?? "?"): \(p["exchanges"] ?? 0) exchanges, \(p["failures"] ?? 0) failures, last error \(p["last_error"] ?? "none")")
+        }
     }
 }
 

@@ -62,6 +62,11 @@ def test_election_single_owner_and_status(lab, tmp_path):
     assert s2["master_address"] == lab.address("lb1")
     assert s1["counters"]["sent"] > 10 and s2["counters"]["received"] > 10
     assert sum(s2["counters"]["dropped"].values()) == 0, s2
+    assert s2["counters"]["checksum_forms"].get("pseudo_header", 0) > 10  # keepalived's form, by default
+    out = lab.run("lb1", [h.LBD_BIN, "ctl", "vrrp", "--admin", "127.0.0.1:9901"]).stdout
+    assert out.startswith("role master (priority 150 of 150, multicast, vrid 51 on eth0)"), out
+    metrics = lb2.admin("GET", "/metrics")[1]
+    assert 'lbd_vrrp_role{role="backup"} 1' in metrics and "lbd_peer_sync_exchanges_total" in metrics
 
 
 def test_host_down_backup_serves_within_bound(lab, tmp_path):
