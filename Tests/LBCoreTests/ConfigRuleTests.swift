@@ -245,7 +245,7 @@ private let singleRuleCases: [(yaml: String, path: String, message: String)] = [
     (
         "pools: {web: {groups: {main: {share: 100, static: [127.0.0.1:9001]}}}}\n"
             + "listeners: [{name: p, bind: 0.0.0.0:80, pool: web, tls: {}}]",
-        "listeners[0].tls", "unknown key 'tls'; expected one of: name, bind, mode, pool, maxconn"
+        "listeners[0].tls.certificates", "required key is missing"
     ),
     (
         "pools: {web: {groups: {main: {share: 100, static: [127.0.0.1:9001]}}}}\n"

@@ -17,6 +17,8 @@ protocol AdminHost: AnyObject {
     var adminOverrides: AdminOverrides { get }
     /// Validates, saves and applies `overrides`; nil when done.
     func commit(_ overrides: AdminOverrides, reason: String) -> AdminChangeError?
+    /// Reads every TLS listener's certificate and key files again; nil when all were replaced.
+    func reloadTLS() -> AdminChangeError?
 }
 
 struct AdminRequest {
@@ -62,12 +64,13 @@ final class AdminAPI {
         case group(pool: String, group: String)
         case promote(String)
         case revert(String)
+        case tlsReload
 
         var methods: [String] {
             switch self {
             case .page, .healthz, .metrics, .vrrp, .pools, .pool: ["GET", "HEAD"]
             case .backend, .group: ["PUT"]
-            case .promote, .revert: ["POST"]
+            case .promote, .revert, .tlsReload: ["POST"]
             }
         }
     }
@@ -78,6 +81,7 @@ final class AdminAPI {
         case "/healthz": return .healthz
         case "/metrics": return .metrics
         case "/v1/vrrp": return .vrrp
+        case "/v1/tls/reload": return .tlsReload
         case "/v1/pools", "/v1/pools/": return .pools
         default: break
         }
@@ -115,6 +119,10 @@ final class AdminAPI {
         default: break
         }
         if let refusal = authorize(request) { return refusal }
+        if case .tlsReload = route {
+            if let e = host.reloadTLS() { return .error(e.status, e.message) }
+            return AdminReply(status: 200, body: "{\"reloaded\": true}\n")
+        }
         do throws(AdminChangeError) {
             let fields = try parseBody(request)
             let change: Change

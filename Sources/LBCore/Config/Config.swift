@@ -124,6 +124,28 @@ public struct ListenerConfig: Sendable, Hashable {
     public var pool: String
     /// Open client connections allowed on this listener, across all workers.
     public var maxconn: Int
+    /// TLS termination; nil: plain.
+    public var tls: ListenerTLSConfig? = nil
+
+    /// The listener with its certificate files left out (they reload; the rest needs a restart).
+    var withoutTLS: ListenerConfig {
+        var l = self
+        l.tls = l.tls.map { _ in ListenerTLSConfig(certificates: []) }
+        return l
+    }
+}
+
+/// `listeners[i].tls: { certificates: [{cert, key}, ...] }`. The certificate for a connection is
+/// chosen by SNI among the certificates' names (exact names before wildcards); the first one is
+/// the default. TLS 1.2 and 1.3 only, ALPN http/1.1, no renegotiation, session tickets.
+public struct ListenerTLSConfig: Sendable, Hashable {
+    public struct Certificate: Sendable, Hashable {
+        /// PEM: the certificate, then its chain.
+        public var cert: String
+        /// PEM private key.
+        public var key: String
+    }
+    public var certificates: [Certificate]
 }
 
 public struct AdminConfig: Sendable, Hashable {

@@ -47,7 +47,7 @@ public enum ConfigLoader {
 
     /// Reads the file at `path` and loads it with ``load(yaml:defaultWorkers:)``.
     ///
-    /// Relative paths inside the file (`state_file`, `admin.token_file`, `failover.vrrp.peer_sync.key_file`) are resolved against the
+    /// Relative paths inside the file (`state_file`, `admin.token_file`, TLS certificates and keys, `failover.vrrp.peer_sync.key_file`) are resolved against the
     /// config file's directory.
     ///
     /// - Throws: ``ConfigError``. A file that cannot be opened or read, or is not UTF-8, is one
@@ -67,10 +67,24 @@ public enum ConfigLoader {
             let dir = String(path[...slash])
             if let state = config.stateFile, !state.hasPrefix("/") { config.stateFile = dir + state }
             if let token = config.admin?.tokenFile, !token.hasPrefix("/") { config.admin?.tokenFile = dir + token }
+            for i in config.listeners.indices {
+                guard var tls = config.listeners[i].tls else { continue }
+                for j in tls.certificates.indices {
+                    if !tls.certificates[j].cert.hasPrefix("/") { tls.certificates[j].cert = dir + tls.certificates[j].cert }
+                    if !tls.certificates[j].key.hasPrefix("/") { tls.certificates[j].key = dir + tls.certificates[j].key }
+                }
+                config.listeners[i].tls = tls
+            }
             if let key = config.failover?.vrrp.peerSync?.keyFile, !key.hasPrefix("/") {
                 config.failover?.vrrp.peerSync?.keyFile = dir + key
             }
         }
+        // Certificates and keys are read and checked now, so `lbd check`, a start and a reload
+        // refuse a broken one by path.
+        let problems = config.listeners.enumerated().flatMap { i, l in
+            l.tls.map { TLSContextSet.problems($0, path: "listeners[\(i)].tls") } ?? []
+        }
+        if !problems.isEmpty { throw ConfigError(problems: problems) }
         return config
     }
 

@@ -114,9 +114,24 @@ struct ConfigValidator {
                 reference(pool, at: itemPath.key("pool"), kind: "pool", defined: poolNames)
             }
             let maxconn = int(listener.maxconn, at: itemPath.key("maxconn"), in: Self.maxconnRange, default: 10_000)
+            var tls: ListenerTLSConfig?
+            if let certificates = listener.certificates {
+                let cpath = itemPath.key("tls").key("certificates")
+                if certificates.isEmpty { problems.add(cpath, "at least one certificate is required") }
+                if mode == .tcp { problems.add(itemPath.key("tls"), "TLS termination needs mode http") }
+                var list: [ListenerTLSConfig.Certificate] = []
+                for (i, c) in certificates.enumerated() {
+                    guard let c, let certText = c.cert, let keyText = c.key else { continue }
+                    let cert = filePath(certText, at: cpath.index(i).key("cert"))
+                    let key = filePath(keyText, at: cpath.index(i).key("key"))
+                    if let cert, let key { list.append(.init(cert: cert, key: key)) }
+                }
+                tls = ListenerTLSConfig(certificates: list)
+            }
             guard let name = listener.name, let bind, let pool = listener.pool else { continue }
             listeners.append(
-                ListenerConfig(name: name, bind: bind, mode: mode ?? .http, pool: pool, maxconn: maxconn ?? 10_000))
+                ListenerConfig(
+                    name: name, bind: bind, mode: mode ?? .http, pool: pool, maxconn: maxconn ?? 10_000, tls: tls))
         }
         return listeners
     }

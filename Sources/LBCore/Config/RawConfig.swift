@@ -169,6 +169,9 @@ struct RawListener {
     var mode: String?
     var pool: String?
     var maxconn: Int?
+    /// `tls.certificates`: (cert, key) texts, nil for a malformed item (already reported); the
+    /// list is nil without `tls`.
+    var certificates: [(cert: String?, key: String?)?]?
 }
 
 /// `failover: { vrrp: {...} }`

@@ -209,14 +209,30 @@ struct RawConfigDecoder {
     }
 
     private mutating func decodeListener(_ node: Node, at path: ConfigPath) -> RawListener {
-        let allowed = ["name", "bind", "mode", "pool", "maxconn"]
+        let allowed = ["name", "bind", "mode", "pool", "maxconn", "tls"]
         guard let fields = reader.fields(node, at: path, allowed: allowed) else { return RawListener() }
         for key in ["name", "bind", "pool"] {
             reader.require(key, in: fields)
         }
+        var certificates: [(cert: String?, key: String?)?]?
+        if let tls = reader.fields("tls", in: fields, allowed: ["certificates"]) {
+            reader.require("certificates", in: tls)
+            let listPath = tls.path.key("certificates")
+            if tls.has("certificates") {
+                certificates = (reader.items(tls["certificates"], at: listPath) ?? []).enumerated().map { i, item in
+                    guard let c = reader.fields(item, at: listPath.index(i), allowed: ["cert", "key"]) else { return nil }
+                    reader.require("cert", in: c)
+                    reader.require("key", in: c)
+                    return (reader.text("cert", in: c), reader.text("key", in: c))
+                }
+            } else {
+                // Missing (already reported): one malformed item, so "at least one" is not said too.
+                certificates = [nil]
+            }
+        }
         return RawListener(
             name: reader.text("name", in: fields), bind: reader.text("bind", in: fields),
             mode: reader.text("mode", in: fields), pool: reader.text("pool", in: fields),
-            maxconn: reader.int("maxconn", in: fields))
+            maxconn: reader.int("maxconn", in: fields), certificates: certificates)
     }
 }

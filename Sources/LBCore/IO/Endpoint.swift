@@ -15,6 +15,7 @@
 import Glibc
 #endif
 import CLibevent
+import COpenSSL
 
 /// Receives an Endpoint's events. Called on the endpoint's loop thread only.
 protocol EndpointDelegate: AnyObject {
@@ -48,6 +49,16 @@ final class Endpoint {
     var parkedAt: UInt64 = 0
     /// Free for the owner: index of the backend this upstream connection goes to.
     var backendID: Int = -1
+    /// TLS (server side): the session once the first byte showed a handshake; nil for plain
+    /// sockets, whose paths below are unchanged.
+    private var ssl: OpaquePointer?
+    /// Set by `startTLS` until the first byte arrives.
+    private var tlsPending: TLSContextSet?
+    private var tlsStats: TLSStats?
+    private var tlsHandshakeDone = false
+    /// A TLS read needed to write (handshake flight against a full socket buffer).
+    private var tlsReadWantsWrite = false
+    private(set) var isTLS = false
 
     /// Wraps an open, non-blocking socket. The Endpoint owns `fd` from now on.
     init(fd: Int32, base: OpaquePointer, connecting: Bool = false) {
@@ -71,8 +82,57 @@ final class Endpoint {
         if let e = writeEvent { event_free(e); writeEvent = nil }
         evbuffer_free(input)
         evbuffer_free(output)
+        if let ssl {
+            SSL_free(ssl)
+            self.ssl = nil
+        }
         _ = Glibc.close(fd)
         delegate = nil
+    }
+
+    /// Terminates TLS on this accepted socket: the first byte decides between a handshake and
+    /// plain HTTP sent to a TLS port (answered 400 and closed).
+    func startTLS(_ contexts: TLSContextSet, stats: TLSStats) {
+        tlsPending = contexts
+        tlsStats = stats
+        isTLS = true
+    }
+
+    /// The negotiated protocol and cipher, once the handshake is done.
+    var tlsVersion: String? { ssl.flatMap { tlsHandshakeDone ? String(cString: SSL_get_version($0)) : nil } }
+    var tlsCipher: String? {
+        ssl.flatMap { tlsHandshakeDone ? SSL_get_current_cipher($0).flatMap { c in SSL_CIPHER_get_name(c).map { String(cString: $0) } } : nil }
+    }
+
+    /// First byte on a TLS port: 0x16 starts a handshake; anything else is answered 400.
+    /// Returns false when the endpoint failed (the delegate was told).
+    private func sniffTLS(_ contexts: TLSContextSet) -> Bool? {
+        var b: UInt8 = 0
+        let r = recv(fd, &b, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        if r < 0 { return errno == EAGAIN || errno == EWOULDBLOCK ? nil : true }
+        if r == 0 { return true }  // EOF: the plain path reports it
+        tlsPending = nil
+        if b != 0x16 {
+            tlsStats?.failed("plain_http")
+            let reply = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 39\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// URLs\n"
+            _ = reply.utf8CString.withUnsafeBytes { send(fd, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            // Read what the client sent, so closing sends FIN rather than a reset that could
+            // destroy the answer on its way; then FIN.
+            var sink = [UInt8](repeating: 0, count: 16_384)
+            for _ in 0..<4 where sink.withUnsafeMutableBytes({ recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }) > 0 {}
+            _ = shutdown(fd, Int32(SHUT_WR))
+            setReading(false)
+            delegate?.endpointDidFail(self, errno: EPROTO)
+            return false
+        }
+        guard let s = contexts.newSSL(fd: fd) else {
+            tlsStats?.failed("other")
+            setReading(false)
+            delegate?.endpointDidFail(self, errno: ENOMEM)
+            return false
+        }
+        ssl = s
+        return true
     }
 
     var inputLength: Int { evbuffer_get_length(input) }
@@ -121,6 +181,7 @@ final class Endpoint {
     }
 
     private func writeNow() -> Int32? {
+        if let ssl { return writeTLS(ssl) }
         while evbuffer_get_length(output) > 0 {
             let n = sendOnce()
             if n > 0 {
@@ -161,12 +222,14 @@ final class Endpoint {
     func shutdownWriteWhenFlushed() {
         guard !isClosed, !didShutdownWrite, outputLength == 0, !isConnecting else { return }
         didShutdownWrite = true
+        if let ssl, tlsHandshakeDone { _ = SSL_shutdown(ssl) }
         _ = shutdown(fd, Int32(SHUT_WR))
     }
 
     /// Reads once (recv/recvmsg) into reserved space at the end of `input`. Returns bytes read, 0 on EOF,
     /// -1 would-block, or -2 with the errno in `lastErrno`.
     private func readOnce() -> Int {
+        if let ssl { return readTLS(ssl) }
         // libevent defines evbuffer_iovec as struct iovec, so the reserved vectors go to readv as is.
         var vecs = (iovec(), iovec())
         return withUnsafeMutableBytes(of: &vecs) { raw in
@@ -206,6 +269,86 @@ final class Endpoint {
     }
     private var lastErrno: Int32 = 0
 
+    // MARK: TLS
+
+    /// SSL_read into reserved space until OpenSSL has nothing buffered. Same results as `readOnce`.
+    private func readTLS(_ ssl: OpaquePointer) -> Int {
+        var total = 0
+        while true {
+            var vec = iovec()
+            guard evbuffer_reserve_space(input, 16_384, &vec, 1) > 0 else {
+                lastErrno = ENOMEM
+                return -2
+            }
+            ERR_clear_error()
+            let r = SSL_read(ssl, vec.iov_base, Int32(min(vec.iov_len, Int(Int32.max))))
+            if !tlsHandshakeDone && SSL_is_init_finished(ssl) == 1 {
+                tlsHandshakeDone = true
+                tlsStats?.handshakes.add(1)
+            }
+            if r > 0 {
+                vec.iov_len = Int(r)
+                evbuffer_commit_space(input, &vec, 1)
+                total += Int(r)
+                if SSL_pending(ssl) > 0 || total < 65_536 { continue }
+                return total
+            }
+            evbuffer_commit_space(input, &vec, 0)
+            let e = errno
+            switch SSL_get_error(ssl, r) {
+            case SSL_ERROR_WANT_READ:
+                return total > 0 ? total : -1
+            case SSL_ERROR_WANT_WRITE:
+                tlsReadWantsWrite = true
+                armWrite()
+                return total > 0 ? total : -1
+            case SSL_ERROR_ZERO_RETURN:
+                return total > 0 ? total : 0
+            case SSL_ERROR_SYSCALL where (ERR_peek_error() == 0 && (r == 0 || e == 0)) || e == ECONNRESET || e == EPIPE,
+                SSL_ERROR_SSL where ERR_GET_REASON(ERR_peek_last_error()) == SSL_R_UNEXPECTED_EOF_WHILE_READING:
+                ERR_clear_error()
+                // The peer closed without close_notify: an EOF, as with plain TCP.
+                if !tlsHandshakeDone { tlsStats?.failed("eof") }
+                return total > 0 ? total : 0
+            default:
+                if !tlsHandshakeDone {
+                    let reason = tlsFailureReason()
+                    tlsStats?.failed(reason)
+                }
+                ERR_clear_error()
+                lastErrno = e != 0 ? e : EPROTO
+                return total > 0 ? total : -2
+            }
+        }
+    }
+
+    private func writeTLS(_ ssl: OpaquePointer) -> Int32? {
+        while true {
+            let length = evbuffer_get_length(output)
+            guard length > 0 else { break }
+            let n = min(length, 16_384)
+            guard let p = evbuffer_pullup(output, n) else { return ENOMEM }
+            ERR_clear_error()
+            let r = SSL_write(ssl, p, Int32(n))
+            if r > 0 {
+                evbuffer_drain(output, Int(r))
+                continue
+            }
+            switch SSL_get_error(ssl, r) {
+            case SSL_ERROR_WANT_WRITE:
+                armWrite()
+                return nil
+            case SSL_ERROR_WANT_READ:
+                return nil
+            default:
+                ERR_clear_error()
+                return EPIPE
+            }
+        }
+        disarmWrite()
+        return nil
+    }
+
     // MARK: libevent callbacks
 
     private static let onReadable: event_callback_fn = { _, _, ctx in
@@ -220,6 +363,12 @@ final class Endpoint {
 
     private func handleReadable() {
         guard !isClosed else { return }
+        if let contexts = tlsPending {
+            switch sniffTLS(contexts) {
+            case nil, false?: return
+            case true?: break
+            }
+        }
         let n = readOnce()
         switch n {
         case -1:
@@ -238,6 +387,13 @@ final class Endpoint {
 
     private func handleWritable() {
         guard !isClosed else { return }
+        if tlsReadWantsWrite {
+            tlsReadWantsWrite = false
+            if evbuffer_get_length(output) == 0 { disarmWrite() }
+            handleReadable()
+            guard !isClosed else { return }
+            if evbuffer_get_length(output) == 0 { return }
+        }
         if isConnecting {
             let err = socketError(fd)
             disarmWrite()
@@ -269,3 +425,4 @@ struct EvbufferHeadSink: HeadSink {
         evbuffer_commit_space(buffer, &vec, 1)
     }
 }
+

@@ -70,6 +70,7 @@ final class HTTPSession: Session, EndpointDelegate {
         self.listener = listener
         self.clientAddress = clientAddress
         client = Endpoint(fd: fd, base: worker.base)
+        if let slot = worker.shared.tls[listener.index] { client.startTLS(slot.contexts, stats: slot.stats) }
         timer = event_new(worker.base, -1, 0, HTTPSession.onTimer, Unmanaged.passUnretained(self).toOpaque())
         client.delegate = self
         client.setReading(true)
@@ -305,7 +306,7 @@ final class HTTPSession: Session, EndpointDelegate {
         guard let up = upstream, let req = request else { return }
         phase = .forwarding
         var sink = EvbufferHeadSink(up.output)
-        req.writeUpstreamHead(clientAddress: clientAddress, forwardedProto: "http", to: &sink)
+        req.writeUpstreamHead(clientAddress: clientAddress, forwardedProto: client.isTLS ? "https" : "http", to: &sink)
         if req.expectContinue && !requestBody.isDone && req.versionMinor >= 1 {
             client.append("HTTP/1.1 100 Continue\r\n\r\n")
             if client.flush() != nil { finish(); return }
@@ -639,6 +640,10 @@ final class HTTPSession: Session, EndpointDelegate {
             "duration_us": "\(micros)",
             "retries": "\(attempts)",
         ]
+        if client.isTLS {
+            meta["tls_version"] = "\(client.tlsVersion ?? "-")"
+            meta["tls_cipher"] = "\(client.tlsCipher ?? "-")"
+        }
         if let note { meta["note"] = "\(note)" }
         log.info("request", metadata: meta)
     }

@@ -33,9 +33,15 @@ final class ServerShared: Sendable {
     /// Requests and retries in flight per pool (indexed like `config.pools`), for the retry budget.
     let requestsInFlight: [Counter]
     let retriesInFlight: [Counter]
+    /// Per listener (indexed like `config.listeners`): its certificates, nil for plain listeners.
+    let tls: [TLSSlot?]
 
-    init(config: LBConfig, store: SnapshotStore, logger: Logger, accessLogger: Logger?, healthReports: HealthReports?) {
+    init(
+        config: LBConfig, store: SnapshotStore, logger: Logger, accessLogger: Logger?, healthReports: HealthReports?,
+        tls: [TLSSlot?] = []
+    ) {
         self.config = config
+        self.tls = config.listeners.indices.map { $0 < tls.count ? tls[$0] : nil }
         self.healthReports = healthReports
         requestsInFlight = config.pools.map { _ in Counter() }
         retriesInFlight = config.pools.map { _ in Counter() }
@@ -109,6 +115,9 @@ final class Worker: @unchecked Sendable {
     private var sweepTimer: OpaquePointer?
     private(set) var isDraining = false
     let finished = Atomic<Bool>(false)
+    /// When the loop last ran its 1 s sweep (monotonic ns): a loop that stops turning cannot
+    /// accept, and VRRP tracking faults the instance (a listener is down).
+    let heartbeat = Atomic<UInt64>(0)
     private var pickSeed: UInt64
 
     /// Creates the loop and binds every listener (on the calling thread, so bind errors surface at start).
@@ -123,6 +132,7 @@ final class Worker: @unchecked Sendable {
         rebuildPickers()
         let me = Unmanaged.passUnretained(self).toOpaque()
         doorbell = event_new(base, -1, 0, Worker.onDoorbell, me)
+        heartbeat.store(monotonicNanos(), ordering: .relaxed)
         sweepTimer = event_new(base, -1, evs(EV_PERSIST), Worker.onSweep, me)
         var tv = Duration.seconds(1).timeval
         event_add(sweepTimer, &tv)
@@ -307,7 +317,9 @@ final class Worker: @unchecked Sendable {
     }
 
     private static let onSweep: event_callback_fn = { _, _, ctx in
-        Unmanaged<Worker>.fromOpaque(ctx!).takeUnretainedValue().sweepIdle()
+        let w = Unmanaged<Worker>.fromOpaque(ctx!).takeUnretainedValue()
+        w.heartbeat.store(monotonicNanos(), ordering: .relaxed)
+        w.sweepIdle()
     }
 }
 

@@ -15,6 +15,8 @@ struct AdminViews {
     let fileConfig: () -> LBConfig
     /// The pair: the VRRP engine's status, peer sync's counters, the settings; nils without a pair.
     let pair: () -> (VRRPStatus?, PeerSyncStats?, VRRPSettings?)
+    /// TLS listeners and their counters.
+    var tls: () -> [(listener: String, slot: TLSSlot)] = { [] }
 
     private struct Row {
         let pool: String
@@ -217,6 +219,15 @@ struct AdminViews {
         }
         for p in pools { traffic("pool", [("pool", p)], monitor.stats(pool: p, group: nil)) }
         pairMetrics(gauge: gauge, counter: counter)
+        for (listener, slot) in tls() {
+            let l = [("listener", listener)]
+            counter("lbd_tls_handshakes_total", "Completed TLS handshakes.", l, slot.stats.handshakes.current)
+            for (reason, n) in slot.stats.failureCounts() {
+                counter("lbd_tls_handshake_failures_total", "Connections that failed before the TLS handshake completed, by reason.", l + [("reason", reason)], n)
+            }
+            counter("lbd_tls_reloads_total", "Certificate reloads by outcome.", l + [("result", "ok")], slot.reloads.current)
+            counter("lbd_tls_reloads_total", "Certificate reloads by outcome.", l + [("result", "rejected")], slot.reloadFailures.current)
+        }
         let reloads = reloads()
         counter("lbd_reloads_total", "Configuration reloads by outcome.", [("result", "ok")], reloads.ok)
         counter("lbd_reloads_total", "Configuration reloads by outcome.", [("result", "rejected")], reloads.rejected)

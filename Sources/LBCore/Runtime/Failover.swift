@@ -39,40 +39,51 @@ final class Failover {
     }
 
     /// Opens the sockets, removes VIPs a crashed run left behind, and starts as backup.
-    func start(base: OpaquePointer, usable: @escaping (String) -> Int?) throws(SystemCallError) {
+    func start(base: OpaquePointer, usable: @escaping (String) -> Int?, stalled: @escaping () -> [String]) throws(SystemCallError) {
         do {
             try engine.start()
         } catch {
             throw SystemCallError(call: "failover.vrrp on \(settings.interface): \(error.call)", errno: error.errno)
         }
-        guard !settings.track.isEmpty else { return }
-        let box = Unmanaged.passRetained(TrackBox { [unowned self] in self.evaluateTrack(usable) }).toOpaque()
+        let box = Unmanaged.passRetained(TrackBox { [unowned self] in self.evaluateTrack(usable, stalled: stalled()) }).toOpaque()
         trackBox = box
         trackTimer = event_new(base, -1, evs(EV_PERSIST), { _, _, ctx in
             Unmanaged<TrackBox>.fromOpaque(ctx!).takeUnretainedValue().body()
         }, box)
         var tv = settings.advertInterval.timeval
         event_add(trackTimer, &tv)
-        evaluateTrack(usable)
+        evaluateTrack(usable, stalled: stalled())
     }
 
-    /// `track`: a pool with fewer usable backends than `min_healthy` lowers the priority by its
-    /// weight, or faults the instance when it has none. `usable(pool)`: backends that pass their
-    /// checks, are not ejected and are admin-ready, in groups with a share (nil: no such pool).
-    func evaluateTrack(_ usable: (String) -> Int?) {
-        var adjustment = 0
-        var faults: [String] = []
-        for t in settings.track {
-            guard let n = usable(t.pool), n < t.minHealthy else { continue }
-            if let w = t.weight { adjustment += w } else { faults.append(t.pool) }
-        }
+    /// Tracking, evaluated every advert interval: a pool with fewer usable backends than
+    /// `min_healthy` lowers the priority by its weight, or faults the instance when it has none;
+    /// a listener that is down (its worker loop stopped turning) faults it.
+    func evaluateTrack(_ usable: (String) -> Int?, stalled: [String]) {
+        let (adjustment, faults) = Self.track(settings.track, usable: usable, stalled: stalled)
         guard adjustment != lastTrack.adjustment || faults != lastTrack.faults else { return }
         logger.notice(
             "vrrp tracking changed",
-            metadata: ["priority_adjustment": "\(adjustment)", "faulted_by": "\(faults.joined(separator: ","))"])
+            metadata: ["priority_adjustment": "\(adjustment)", "faults": "\(faults.joined(separator: "; "))"])
         lastTrack = (adjustment, faults)
         engine.setPriorityAdjustment(adjustment)
-        engine.setFault(!faults.isEmpty, reason: faults.isEmpty ? "" : "tracked pools below min_healthy: \(faults.joined(separator: ","))")
+        engine.setFault(!faults.isEmpty, reason: faults.joined(separator: "; "))
+    }
+
+    /// The pure part of tracking: the priority adjustment and the reasons to fault.
+    /// `usable(pool)`: nil for an unknown pool; `stalled`: listeners whose loop stopped turning.
+    static func track(_ track: [TrackConfig], usable: (String) -> Int?, stalled: [String]) -> (Int, [String]) {
+        var adjustment = 0
+        var faults: [String] = []
+        for t in track {
+            guard let n = usable(t.pool), n < t.minHealthy else { continue }
+            if let w = t.weight {
+                adjustment += w
+            } else {
+                faults.append("pool \(t.pool) has \(n) usable backends, fewer than min_healthy \(t.minHealthy)")
+            }
+        }
+        if !stalled.isEmpty { faults.append("listener down: \(stalled.joined(separator: ", "))") }
+        return (adjustment, faults)
     }
 }
 

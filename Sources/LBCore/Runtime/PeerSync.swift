@@ -300,6 +300,8 @@ private final class SyncConnection: EndpointDelegate {
     }
 
     func endpointDidConnect(_ endpoint: Endpoint) {
+        // Reading could not be turned on while connecting.
+        endpoint.setReading(true)
         if let e = endpoint.flush() { fail(e) }
     }
 

@@ -31,6 +31,8 @@ public final class Server {
     private var admin: AdminServer?
     private var peerSync: PeerSync?
     private var failover: Failover?
+    /// Per listener: its certificates (nil for plain listeners).
+    private var tlsSlots: [TLSSlot?] = []
     /// Set by the thread that ran the VRRP resign on SIGTERM; the drain starts after it.
     private let resigned = DoneFlag()
     private var resignPoll: OpaquePointer?
@@ -83,8 +85,23 @@ public final class Server {
             base: cb, config: running, monitor: monitor, registry: registry, store: store, logger: logger)
         self.discovery = discovery
         let snapshots = SnapshotStore(monitor.snapshot())
+        var tls: [TLSSlot?] = []
+        for (i, l) in running.listeners.enumerated() {
+            guard let t = l.tls else {
+                tls.append(nil)
+                continue
+            }
+            do {
+                let set = try TLSContextSet(t, path: "listeners[\(i)].tls")
+                logger.info("tls certificates loaded", metadata: ["listener": "\(l.name)", "subjects": "\(set.subjects.joined(separator: " | "))"])
+                tls.append(TLSSlot(set))
+            } catch {
+                throw SystemCallError(call: "TLS for listener \(l.name): \(error.problems.map(\.description).joined(separator: "; "))", errno: EINVAL)
+            }
+        }
+        tlsSlots = tls
         shared = ServerShared(
-            config: running, store: snapshots, logger: logger, accessLogger: accessLogger, healthReports: reports)
+            config: running, store: snapshots, logger: logger, accessLogger: accessLogger, healthReports: reports, tls: tls)
         for i in 0..<running.workers {
             workers.append(try Worker(index: i, shared: shared))
         }
@@ -95,11 +112,12 @@ public final class Server {
         discovery.start(base: cb)
         if !dropped.isEmpty { persistOverrides() }
         if let adminConfig = config.admin {
-            let views = AdminViews(
+            var views = AdminViews(
                 monitor: monitor, discovery: discovery,
                 reloads: { [unowned self] in (self.reloadsOK, self.reloadsRejected) },
                 fileConfig: { [unowned self] in self.fileConfig },
                 pair: { [unowned self] in (self.failover?.engine.status, self.peerSync?.stats, self.failover?.settings) })
+            views.tls = { [unowned self] in self.tlsMetrics }
             let token = try adminConfig.tokenFile.map { path throws(SystemCallError) in try AdminToken.load(path, logger: logger) }
             let api = AdminAPI(host: self, views: views, token: token, statusPage: { StatusPage.html })
             let server = AdminServer(base: cb, logger: logger, api: api)
@@ -115,7 +133,9 @@ public final class Server {
         // moment it becomes master.
         if let settings = config.failover?.vrrp {
             let f = Failover(settings: settings, logger: logger)
-            try f.start(base: cb, usable: { [unowned self] pool in self.usableBackends(pool) })
+            try f.start(
+                base: cb, usable: { [unowned self] pool in self.usableBackends(pool) },
+                stalled: { [unowned self] in self.stalledListeners() })
             failover = f
         }
     }
@@ -188,7 +208,7 @@ public final class Server {
         }
         var restartOnly: [String] = []
         if new.workers != fileConfig.workers { restartOnly.append("workers") }
-        if new.listeners != fileConfig.listeners { restartOnly.append("listeners") }
+        if new.listeners.map(\.withoutTLS) != fileConfig.listeners.map(\.withoutTLS) { restartOnly.append("listeners") }
         if new.timeouts != fileConfig.timeouts { restartOnly.append("timeouts") }
         if new.limits != fileConfig.limits { restartOnly.append("limits") }
         if new.log != fileConfig.log { restartOnly.append("log") }
@@ -227,6 +247,7 @@ public final class Server {
         for d in dropped + problems {
             logger.notice("reload: admin override dropped", metadata: ["override": "\(d)"])
         }
+        reloadCertificates(from: new)
         reloadsOK += 1
         logger.notice(
             "reloaded", metadata: ["path": "\(path)", "changed": "\(changed.isEmpty ? "nothing" : changed.joined(separator: ", "))"])
@@ -355,6 +376,15 @@ extension Server: AdminHost {
 }
 
 extension Server {
+    /// Listeners whose worker loop has not turned for 3 s (it runs a sweep every second): they
+    /// cannot accept, so the pair should not keep the VIP here.
+    func stalledListeners() -> [String] {
+        let now = monotonicNanos()
+        let stuck = workers.filter { now &- $0.heartbeat.load(ordering: .relaxed) > 3_000_000_000 && !$0.finished.load(ordering: .relaxed) }
+        guard !stuck.isEmpty else { return [] }
+        return config.listeners.map { "\($0.name) (workers \(stuck.map { String($0.index) }.joined(separator: ",")) not turning)" }
+    }
+
     /// Backends of `pool` that could serve now, for VRRP tracking: passing checks (or without
     /// checks), not ejected, admin-ready, in a group with a share. The max_unhealthy cap may keep
     /// failing backends in rotation; they do not count here.
@@ -368,6 +398,42 @@ extension Server {
             n += group.members.filter { $0.admin == .ready && ($0.state == "up" || $0.state == "standby") && !$0.leaving }.count
         }
         return n
+    }
+}
+
+extension Server {
+    /// Reads every TLS listener's certificates again (from `config`'s paths, for the listener of
+    /// the same name); a listener whose files do not load keeps its old certificates. Returns the
+    /// problems.
+    @discardableResult
+    func reloadCertificates(from config: LBConfig) -> [String] {
+        var problems: [String] = []
+        for (i, l) in fileConfig.listeners.enumerated() {
+            guard i < tlsSlots.count, let slot = tlsSlots[i] else { continue }
+            guard let tls = config.listeners.first(where: { $0.name == l.name })?.tls ?? l.tls else { continue }
+            do {
+                let set = try TLSContextSet(tls, path: "listeners[\(i)].tls")
+                slot.current.withLock { $0 = set }
+                slot.reloads.add(1)
+                logger.notice("tls certificates reloaded", metadata: ["listener": "\(l.name)", "subjects": "\(set.subjects.joined(separator: " | "))"])
+            } catch {
+                slot.reloadFailures.add(1)
+                for p in error.problems {
+                    logger.error("tls reload refused; the old certificates stay in use", metadata: ["listener": "\(l.name)", "problem": "\(p)"])
+                    problems.append(p.description)
+                }
+            }
+        }
+        return problems
+    }
+
+    func reloadTLS() -> AdminChangeError? {
+        let problems = reloadCertificates(from: fileConfig)
+        return problems.isEmpty ? nil : AdminChangeError(status: 409, message: "old certificates kept: " + problems.joined(separator: "; "))
+    }
+
+    var tlsMetrics: [(listener: String, slot: TLSSlot)] {
+        zip(fileConfig.listeners, tlsSlots).compactMap { l, s in s.map { (l.name, $0) } }
     }
 }
 

@@ -1,0 +1,205 @@
+// TLS termination with OpenSSL 3 (notes/libevent-swift.md section 7).
+//
+// A listener's certificates become one `TLSContextSet`: an SSL_CTX per certificate, built on the
+// control thread at start and on reload, never changed afterwards, and shared read-only by the
+// workers (an SSL_CTX is safe to create SSL objects from on any thread). The first context takes
+// every handshake; the SNI callback moves it to the certificate that matches the name the client
+// asked for, exact names before wildcards (X509_check_host, RFC 6125 rules), else the first.
+// Session tickets are encrypted with the first context's keys, which OpenSSL makes at random per
+// context: a reload (which builds new contexts) rotates them.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+import COpenSSL
+import Synchronization
+
+/// A problem with a certificate or key, by config path.
+struct TLSProblem: Error, Sendable, CustomStringConvertible {
+    var path: String
+    var message: String
+    var description: String { "\(path): \(message)" }
+}
+
+final class TLSContextSet: @unchecked Sendable {
+    // @unchecked: `contexts` is written once in init and only read afterwards; OpenSSL's SSL_CTX
+    // is thread-safe for SSL_new and the read-only lookups done in the SNI callback.
+    let contexts: [OpaquePointer]
+    /// Subject names, for logs and `/v1/tls`.
+    let subjects: [String]
+
+    /// Builds and checks every certificate; throws every problem found, by path.
+    init(_ config: ListenerTLSConfig, path: String) throws(TLSConfigError) {
+        var contexts: [OpaquePointer] = []
+        var subjects: [String] = []
+        var problems: [TLSProblem] = []
+        for (i, c) in config.certificates.enumerated() {
+            let at = "\(path).certificates[\(i)]"
+            guard let ctx = SSL_CTX_new(TLS_server_method()) else {
+                problems.append(TLSProblem(path: at, message: "SSL_CTX_new failed: \(tlsErrorText())"))
+                continue
+            }
+            _ = lbd_SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)
+            _ = SSL_CTX_set_options(ctx, LBD_SSL_OP_NO_RENEGOTIATION | LBD_SSL_OP_NO_COMPRESSION)
+            _ = lbd_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+            SSL_CTX_set_alpn_select_cb(ctx, alpnSelect, nil)
+            let sid = Array("lbd".utf8)
+            _ = SSL_CTX_set_session_id_context(ctx, sid, UInt32(sid.count))
+            ERR_clear_error()
+            var ok = true
+            if SSL_CTX_use_certificate_chain_file(ctx, c.cert) != 1 {
+                problems.append(TLSProblem(path: "\(at).cert", message: "cannot use \(c.cert): \(tlsErrorText())"))
+                ok = false
+            }
+            if SSL_CTX_use_PrivateKey_file(ctx, c.key, SSL_FILETYPE_PEM) != 1 {
+                let text = tlsErrorText()
+                let message = ok && text.contains("key values mismatch") ? "\(c.key) does not match \(c.cert)" : "cannot use \(c.key): \(text)"
+                problems.append(TLSProblem(path: "\(at).key", message: message))
+                ok = false
+            } else if ok && SSL_CTX_check_private_key(ctx) != 1 {
+                problems.append(TLSProblem(path: "\(at).key", message: "\(c.key) does not match \(c.cert)"))
+                ok = false
+            }
+            guard ok else {
+                SSL_CTX_free(ctx)
+                continue
+            }
+            contexts.append(ctx)
+            subjects.append(subjectName(ctx))
+        }
+        guard problems.isEmpty, !contexts.isEmpty else {
+            for ctx in contexts { SSL_CTX_free(ctx) }
+            throw TLSConfigError(problems: problems.isEmpty ? [TLSProblem(path: path, message: "no certificate")] : problems)
+        }
+        self.contexts = contexts
+        self.subjects = subjects
+        let me = Unmanaged.passUnretained(self).toOpaque()
+        _ = lbd_SSL_CTX_set_tlsext_servername_callback(contexts[0], serverNameCallback)
+        _ = lbd_SSL_CTX_set_tlsext_servername_arg(contexts[0], me)
+    }
+
+    deinit { for ctx in contexts { SSL_CTX_free(ctx) } }
+
+    /// Every problem building `config` would hit, as config problems.
+    static func problems(_ config: ListenerTLSConfig, path: String) -> [ConfigProblem] {
+        do {
+            _ = try TLSContextSet(config, path: path)
+            return []
+        } catch {
+            return error.problems.map { ConfigProblem(path: $0.path, message: $0.message) }
+        }
+    }
+
+    /// A server-side SSL for an accepted socket.
+    func newSSL(fd: Int32) -> OpaquePointer? {
+        guard let ssl = SSL_new(contexts[0]) else { return nil }
+        SSL_set_fd(ssl, fd)
+        SSL_set_accept_state(ssl)
+        return ssl
+    }
+
+    /// The context whose certificate matches `name`: exact names first, then wildcards; nil if none.
+    func context(forServerName name: String) -> OpaquePointer? {
+        for flags in [UInt32(X509_CHECK_FLAG_NO_WILDCARDS), 0] {
+            for ctx in contexts {
+                guard let cert = SSL_CTX_get0_certificate(ctx) else { continue }
+                if X509_check_host(cert, name, name.utf8.count, flags, nil) == 1 { return ctx }
+            }
+        }
+        return nil
+    }
+}
+
+struct TLSConfigError: Error, Sendable {
+    var problems: [TLSProblem]
+}
+
+/// A TLS listener's current certificates (replaced whole by a reload) and its counters.
+final class TLSSlot: Sendable {
+    let current: Mutex<TLSContextSet>
+    let stats = TLSStats()
+    let reloads = Counter()
+    let reloadFailures = Counter()
+    init(_ set: TLSContextSet) { current = Mutex(set) }
+    var contexts: TLSContextSet { current.withLock { $0 } }
+}
+
+/// Handshakes and failures per listener, counted by workers, read by /metrics.
+final class TLSStats: Sendable {
+    static let reasons = ["plain_http", "protocol_version", "no_shared_cipher", "bad_record", "eof", "timeout", "other"]
+    let handshakes = Counter()
+    private let failures: [Counter]
+
+    init() { failures = Self.reasons.map { _ in Counter() } }
+
+    func failed(_ reason: String) {
+        let i = Self.reasons.firstIndex(of: reason) ?? Self.reasons.count - 1
+        failures[i].add(1)
+    }
+
+    func failureCounts() -> [(String, Int)] { zip(Self.reasons, failures.map(\.current)).map { ($0, $1) } }
+}
+
+/// The reason of the last OpenSSL error on this thread, as one of `TLSStats.reasons`.
+func tlsFailureReason() -> String {
+    let code = ERR_peek_last_error()
+    guard code != 0 else { return "eof" }
+    switch ERR_GET_REASON(code) {
+    case SSL_R_HTTP_REQUEST, SSL_R_HTTPS_PROXY_REQUEST: return "plain_http"
+    case SSL_R_UNSUPPORTED_PROTOCOL, SSL_R_WRONG_VERSION_NUMBER, SSL_R_VERSION_TOO_LOW: return "protocol_version"
+    case SSL_R_NO_SHARED_CIPHER: return "no_shared_cipher"
+    case SSL_R_RECORD_LENGTH_MISMATCH, SSL_R_DECRYPTION_FAILED_OR_BAD_RECORD_MAC, SSL_R_PACKET_LENGTH_TOO_LONG: return "bad_record"
+    default: return "other"
+    }
+}
+
+/// The OpenSSL error queue as text (and cleared).
+func tlsErrorText() -> String {
+    var parts: [String] = []
+    while true {
+        let code = ERR_get_error()
+        if code == 0 { break }
+        var buf = [CChar](repeating: 0, count: 256)
+        ERR_error_string_n(code, &buf, buf.count)
+        parts.append(String(cString: buf))
+    }
+    return parts.isEmpty ? "unknown error" : parts.joined(separator: "; ")
+}
+
+private func subjectName(_ ctx: OpaquePointer) -> String {
+    guard let cert = SSL_CTX_get0_certificate(ctx), let name = X509_get_subject_name(cert),
+        let line = X509_NAME_oneline(name, nil, 0)
+    else { return "?" }
+    defer { CRYPTO_free(line, "", 0) }
+    return String(cString: line)
+}
+
+/// SNI: move the handshake to the certificate for the name asked for (or keep the default).
+private let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _, arg in
+    guard let ssl, let arg, let raw = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else { return SSL_TLSEXT_ERR_OK }
+    let set = Unmanaged<TLSContextSet>.fromOpaque(arg).takeUnretainedValue()
+    if let ctx = set.context(forServerName: String(cString: raw)), ctx != set.contexts[0] {
+        _ = SSL_set_SSL_CTX(ssl, ctx)
+    }
+    return SSL_TLSEXT_ERR_OK
+}
+
+/// ALPN: http/1.1 if the client offers it; a client offering only other protocols gets none
+/// (the handshake goes on without ALPN, as RFC 7301 allows a server to).
+private let alpnSelect: @convention(c) (
+    OpaquePointer?, UnsafeMutablePointer<UnsafePointer<UInt8>?>?, UnsafeMutablePointer<UInt8>?, UnsafePointer<UInt8>?, UInt32,
+    UnsafeMutableRawPointer?
+) -> Int32 = { _, out, outlen, input, inlen, _ in
+    guard let out, let outlen, let input else { return SSL_TLSEXT_ERR_NOACK }
+    var i = 0
+    while i < Int(inlen) {
+        let n = Int(input[i])
+        if n == 8 && i + 1 + n <= Int(inlen) && (0..<8).allSatisfy({ input[i + 1 + $0] == Array("http/1.1".utf8)[$0] }) {
+            out.pointee = input + i + 1
+            outlen.pointee = 8
+            return SSL_TLSEXT_ERR_OK
+        }
+        i += 1 + n
+    }
+    return SSL_TLSEXT_ERR_NOACK
+}

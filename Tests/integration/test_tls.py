@@ -1,0 +1,250 @@
+"""TLS termination (issue 7): SNI, protocol versions, ALPN, resumption, certificate reload with
+connections open, plain HTTP on a TLS port, bad certificate files; with curl, `openssl s_client`
+and Python's ssl module against the built lbd. Certificates come from a test CA made per module."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import socket
+import ssl
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+import lbdharness as h
+
+NAMES = {"a": "a.example.test", "b": "b.example.test", "wild": "*.wild.example.test"}
+
+
+def openssl(*args, input=None, timeout=20) -> subprocess.CompletedProcess:
+    return subprocess.run(["openssl", *args], capture_output=True, text=True, input=input, timeout=timeout)
+
+
+def make_cert(d: Path, name: str, san: str, ca: Path, tag: str = "") -> tuple[Path, Path]:
+    key, csr, cert = d / f"{name}{tag}.key", d / f"{name}{tag}.csr", d / f"{name}{tag}.pem"
+    r = openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", csr,
+                "-subj", f"/CN={san}", "-addext", f"subjectAltName=DNS:{san}")
+    assert r.returncode == 0, r.stderr
+    r = openssl("x509", "-req", "-in", csr, "-CA", ca / "ca.pem", "-CAkey", ca / "ca.key", "-CAcreateserial",
+                "-days", "2", "-copy_extensions", "copy", "-out", cert)
+    assert r.returncode == 0, r.stderr
+    return cert, key
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory):
+    d = tmp_path_factory.mktemp("pki")
+    r = openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                d / "ca.key", "-out", d / "ca.pem", "-subj", "/CN=lbd test CA", "-days", "2")
+    assert r.returncode == 0, r.stderr
+    certs = {k: make_cert(d, k, v, d) for k, v in NAMES.items()}
+    return d, certs
+
+
+def tls_lbd(stack, pki, certs=("a", "b", "wild")):
+    d, made = pki
+    b = stack.backend("tlsb")
+    port = h.free_port()
+    listener = h.listener("secure", port, "web")
+    listener["tls"] = {"certificates": [{"cert": str(made[k][0]), "key": str(made[k][1])} for k in certs]}
+    lbd = stack.lbd({"web": h.pool([b.address])}, [listener],
+                    admin={"listen": f"127.0.0.1:{h.free_port()}", "token_file": str(stack.workdir / "admin.token")})
+    return lbd, b
+
+
+def s_client(port, *args, input="", servername=None):
+    argv = ["s_client", "-connect", f"127.0.0.1:{port}", *args]
+    if servername:
+        argv += ["-servername", servername]
+    return openssl(*argv, input=input)
+
+
+def subject(out: str) -> str:
+    m = re.search(r"^subject=(.*)$", out, re.M)
+    return m.group(1) if m else ""
+
+
+def test_sni_picks_the_certificate_and_the_first_is_the_default(stack, pki):
+    lbd, _ = tls_lbd(stack, pki)
+    assert "b.example.test" in subject(s_client(lbd.port, servername="b.example.test").stdout)
+    assert "*.wild.example.test" in subject(s_client(lbd.port, servername="x.wild.example.test").stdout)
+    assert "a.example.test" in subject(s_client(lbd.port, servername="unknown.example.test").stdout)
+    assert "a.example.test" in subject(s_client(lbd.port, "-noservername").stdout)
+    # A wildcard covers one label only.
+    assert "a.example.test" in subject(s_client(lbd.port, servername="x.y.wild.example.test").stdout)
+
+
+def test_curl_https_alpn_and_forwarded_proto(stack, pki):
+    d, _ = pki
+    lbd, b = tls_lbd(stack, pki)
+    r = subprocess.run(["curl", "-sS", "-v", "--http1.1", "--cacert", str(d / "ca.pem"), "--resolve",
+                        f"b.example.test:{lbd.port}:127.0.0.1", f"https://b.example.test:{lbd.port}/headers"],
+                       capture_output=True, text=True, timeout=20)
+    assert r.returncode == 0, r.stderr
+    assert "ALPN: server accepted http/1.1" in r.stderr or "ALPN, server accepted to use http/1.1" in r.stderr, r.stderr
+    headers = {k.lower(): v for k, v in json.loads(r.stdout)["headers"]}
+    assert headers["x-forwarded-proto"] == "https"
+    out = s_client(lbd.port, "-alpn", "http/1.1", servername="a.example.test").stdout
+    assert "ALPN protocol: http/1.1" in out
+    # A client offering only h2 gets no ALPN, and the handshake still succeeds.
+    out = s_client(lbd.port, "-alpn", "h2", servername="a.example.test").stdout
+    assert "No ALPN negotiated" in out
+    time.sleep(0.2)
+    log = lbd.stdout()
+    assert re.search(r"tls_version=TLSv1\.3", log) and "tls_cipher=" in log
+
+
+def test_old_protocols_refused(stack, pki):
+    lbd, _ = tls_lbd(stack, pki)
+    for flag in ("-tls1_1", "-tls1"):
+        r = s_client(lbd.port, flag, "-cipher", "DEFAULT@SECLEVEL=0", servername="a.example.test")
+        assert "Cipher is (NONE)" in r.stdout or r.returncode != 0, r.stdout
+        assert "BEGIN CERTIFICATE" not in r.stdout
+    assert "TLSv1.2" in s_client(lbd.port, "-tls1_2", servername="a.example.test").stdout
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+def test_session_resumption(stack, pki, tmp_path, version):
+    lbd, _ = tls_lbd(stack, pki)
+    sess = tmp_path / "sess.pem"
+    req = "GET / HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n"
+    first = s_client(lbd.port, version, "-ign_eof", "-sess_out", str(sess), input=req, servername="a.example.test")
+    assert "hello from tlsb" in first.stdout and sess.exists()
+    second = s_client(lbd.port, version, "-ign_eof", "-sess_in", str(sess), input=req, servername="a.example.test")
+    assert "Reused," in second.stdout, second.stdout[-2000:]
+    assert "hello from tlsb" in second.stdout
+
+
+def test_plain_http_on_tls_port_gets_400_and_close(stack, pki):
+    lbd, _ = tls_lbd(stack, pki)
+    with socket.create_connection(("127.0.0.1", lbd.port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    assert data.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in data
+
+
+def _context(ca: Path) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cafile=str(ca))
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def _request(tls_sock) -> bytes:
+    tls_sock.sendall(b"GET / HTTP/1.1\r\nHost: a.example.test\r\n\r\n")
+    data = b""
+    while b"hello from" not in data:
+        chunk = tls_sock.recv(4096)
+        assert chunk, data
+        data += chunk
+    return data
+
+
+def test_reload_switches_certificate_and_open_connections_keep_working(stack, pki, tmp_path):
+    d, made = pki
+    # Copies, so this test can replace them.
+    cert, key = tmp_path / "a.pem", tmp_path / "a.key"
+    cert.write_bytes(made["a"][0].read_bytes())
+    key.write_bytes(made["a"][1].read_bytes())
+    b = stack.backend("tlsb")
+    port, aport = h.free_port(), h.free_port()
+    listener = h.listener("secure", port, "web")
+    listener["tls"] = {"certificates": [{"cert": str(cert), "key": str(key)}]}
+    token = "tls-test-token-0123456789abcdef"
+    (tmp_path / "admin.token").write_text(token + "\n")
+    lbd = stack.lbd({"web": h.pool([b.address])}, [listener],
+                    admin={"listen": f"127.0.0.1:{aport}", "token_file": str(tmp_path / "admin.token")})
+    ctx = _context(d / "ca.pem")
+    old = ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="a.example.test")
+    first_serial = old.getpeercert()["serialNumber"]
+    assert b"200 OK" in _request(old)
+    # A new certificate for the same name, by SIGHUP.
+    new_cert, new_key = make_cert(tmp_path, "a", NAMES["a"], d, tag="-new")
+    cert.write_bytes(new_cert.read_bytes())
+    key.write_bytes(new_key.read_bytes())
+    lbd.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "tls certificates reloaded" not in lbd.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="a.example.test") as s:
+        second_serial = s.getpeercert()["serialNumber"]
+        assert b"200 OK" in _request(s)
+    assert second_serial != first_serial
+    assert b"200 OK" in _request(old)  # the connection opened before the reload still works
+    # A broken certificate file: the reload is refused and the current certificate stays.
+    cert.write_text("not a certificate\n")
+    lbd.signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "reload rejected" not in lbd.stderr() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "listeners[0].tls.certificates[0].cert" in lbd.stderr()
+    r = subprocess.run(["curl", "-sS", "-X", "POST", "-H", f"Authorization: Bearer {token}", "-w", "\n%{http_code}",
+                        f"http://127.0.0.1:{aport}/v1/tls/reload"], capture_output=True, text=True, timeout=10)
+    assert r.stdout.endswith("409") and "old certificates kept" in r.stdout, r.stdout
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="a.example.test") as s:
+        assert s.getpeercert()["serialNumber"] == second_serial
+    # Through the admin API, once the file is good again.
+    third_cert, third_key = make_cert(tmp_path, "a", NAMES["a"], d, tag="-third")
+    cert.write_bytes(third_cert.read_bytes())
+    key.write_bytes(third_key.read_bytes())
+    r = subprocess.run(["curl", "-sS", "-X", "POST", "-H", f"Authorization: Bearer {token}", "-w", "\n%{http_code}",
+                        f"http://127.0.0.1:{aport}/v1/tls/reload"], capture_output=True, text=True, timeout=10)
+    assert r.stdout.endswith("200"), r.stdout
+    with ctx.wrap_socket(socket.create_connection(("127.0.0.1", port), timeout=5), server_hostname="a.example.test") as s:
+        assert s.getpeercert()["serialNumber"] not in (first_serial, second_serial)
+    assert b"200 OK" in _request(old)
+    old.close()
+    metrics = h.get(aport, "/metrics").body.decode()
+    assert re.search(r'lbd_tls_handshakes_total\{listener="secure"\} [2-9]', metrics), [
+        line for line in metrics.splitlines() if "lbd_tls_handshakes_total{" in line or "reloads_total{" in line]
+    assert 'lbd_tls_reloads_total{listener="secure",result="rejected"} 1' in metrics.replace(", ", ",")
+
+
+def test_handshake_failures_are_counted(stack, pki, tmp_path):
+    d, made = pki
+    b = stack.backend("tlsb")
+    port, aport = h.free_port(), h.free_port()
+    listener = h.listener("secure", port, "web")
+    listener["tls"] = {"certificates": [{"cert": str(made["a"][0]), "key": str(made["a"][1])}]}
+    lbd = stack.lbd({"web": h.pool([b.address])}, [listener], admin={"listen": f"127.0.0.1:{aport}"})
+    s_client(port, "-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        s.recv(100)
+    time.sleep(0.2)
+    metrics = h.get(aport, "/metrics").body.decode().replace(", ", ",")
+    assert 'lbd_tls_handshake_failures_total{listener="secure",reason="protocol_version"} 1' in metrics, metrics
+    assert 'lbd_tls_handshake_failures_total{listener="secure",reason="plain_http"} 1' in metrics
+    assert lbd.alive()
+
+
+def test_bad_certificate_config_is_refused_by_path(stack, pki, tmp_path):
+    d, made = pki
+    cfg = h.make_config({"web": h.pool(["127.0.0.1:9"])}, [
+        dict(h.listener("a", 8443, "web"), tls={"certificates": [
+            {"cert": str(tmp_path / "missing.pem"), "key": str(made["a"][1])},
+            {"cert": str(made["a"][0]), "key": str(made["b"][1])},
+        ]}),
+        dict(h.listener("b", 8444, "web", mode="tcp"), tls={"certificates": []}),
+    ])
+    path = tmp_path / "bad.yaml"
+    path.write_text(h.to_yaml(cfg))
+    r = h.run_lbd_cmd(["check", "--config", str(path)])
+    assert r.returncode == 1
+    out = r.stderr
+    assert "listeners[1].tls.certificates: at least one certificate is required" in out, out
+    assert "listeners[1].tls: TLS termination needs mode http" in out
+    # File problems are checked once the file's shape is valid.
+    cfg["listeners"] = cfg["listeners"][:1]
+    path.write_text(h.to_yaml(cfg))
+    out = h.run_lbd_cmd(["check", "--config", str(path)]).stderr
+    assert "listeners[0].tls.certificates[0].cert: cannot use" in out and "missing.pem" in out, out
+    assert "listeners[0].tls.certificates[1].key:" in out and "does not match" in out, out
