@@ -11,7 +11,8 @@ import sys
 
 PROXIES = ("lbd", "haproxy")
 QUIET = 5.0  # a round is quiet when other work took less than this % of the proxy CPU
-SCENARIO_TITLE = {"keepalive": "keep-alive", "close": "Connection: close"}
+SCENARIO_TITLE = {"keepalive": "keep-alive", "close": "Connection: close", "tls-keepalive": "TLS keep-alive",
+                  "tls-close": "TLS handshake per request"}
 
 
 def load(path):

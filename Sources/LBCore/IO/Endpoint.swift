@@ -144,6 +144,8 @@ final class Endpoint {
         if on {
             if isEOF || isConnecting { return }
             event_add(e, nil)
+            // Bytes OpenSSL already read from the socket would never wake the read event.
+            if let ssl, SSL_has_pending(ssl) == 1 { event_active(e, EV_READ, 0) }
         } else {
             event_del(e)
         }
@@ -290,7 +292,8 @@ final class Endpoint {
                 vec.iov_len = Int(r)
                 evbuffer_commit_space(input, &vec, 1)
                 total += Int(r)
-                if SSL_pending(ssl) > 0 || total < 65_536 { continue }
+                // With read-ahead, OpenSSL may hold bytes the socket no longer shows as readable.
+                if SSL_has_pending(ssl) == 1 { continue }
                 return total
             }
             evbuffer_commit_space(input, &vec, 0)

@@ -43,6 +43,9 @@ final class TLSContextSet: @unchecked Sendable {
             _ = SSL_CTX_set_options(ctx, LBD_SSL_OP_NO_RENEGOTIATION | LBD_SSL_OP_NO_COMPRESSION)
             _ = lbd_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
             SSL_CTX_set_alpn_select_cb(ctx, alpnSelect, nil)
+            // Read whole socket buffers rather than a record header and then its body (two recv
+            // calls per record); Endpoint drains what OpenSSL holds (SSL_has_pending).
+            _ = SSL_CTX_ctrl(ctx, SSL_CTRL_SET_READ_AHEAD, 1, nil)
             let sid = Array("lbd".utf8)
             _ = SSL_CTX_set_session_id_context(ctx, sid, UInt32(sid.count))
             ERR_clear_error()
