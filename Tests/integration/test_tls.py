@@ -270,3 +270,110 @@ def test_large_bodies_both_ways_over_tls(stack, pki, tmp_path):
                        capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+# -- TLS to backends ----------------------------------------------------------------------------
+
+
+class TLSBackend:
+    """An HTTPS backend on 127.0.0.1: GET / answers "hello from NAME", /health "ok"."""
+
+    def __init__(self, name: str, cert: Path, key: Path):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                body = b"ok\n" if self.path == "/health" else f"hello from {name}\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("X-Backend", name)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(str(cert), str(key))
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        self.address = f"127.0.0.1:{self.port}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def tls_backends(pki, tmp_path):
+    d, made = pki
+    # A certificate that no configured CA signed.
+    selfsigned_key, selfsigned = tmp_path / "self.key", tmp_path / "self.pem"
+    r = openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+                selfsigned_key, "-out", selfsigned, "-subj", "/CN=a.example.test", "-addext",
+                "subjectAltName=DNS:a.example.test", "-days", "2")
+    assert r.returncode == 0, r.stderr
+    good = TLSBackend("trusted", *made["a"])
+    bad = TLSBackend("untrusted", selfsigned, selfsigned_key)
+    yield good, bad
+    good.stop()
+    bad.stop()
+
+
+def test_tls_to_backends_verified_and_refused(stack, pki, tls_backends):
+    d, _ = pki
+    good, bad = tls_backends
+    aport = h.free_port()
+    web = h.pool([good.address, bad.address], retries=2)
+    web["groups"]["main"]["tls"] = {"ca_file": str(d / "ca.pem"), "server_name": "a.example.test"}
+    lbd = stack.lbd({"web": web}, admin={"listen": f"127.0.0.1:{aport}"})
+    seen = [h.get(lbd.port, "/") for _ in range(12)]
+    # Every request is answered by the backend whose certificate verifies; the other is refused
+    # before the request reaches it, and the request goes to the next backend.
+    assert all(r.status == 200 and r.header("X-Backend") == "trusted" for r in seen), [(r.status, r.body) for r in seen]
+    metrics = h.get(aport, "/metrics").body.decode()
+    assert re.search(r'lbd_backend_tls_failures_total\{reason="verify"\} [1-9]', metrics), metrics
+    assert "backend TLS refused" in lbd.stderr() and "certificate not trusted" in lbd.stderr()
+
+
+def test_tls_to_backends_name_check_and_health(stack, pki, tls_backends):
+    d, _ = pki
+    good, _ = tls_backends
+    aport = h.free_port()
+    # The trusted backend's certificate is for a.example.test: expecting b.example.test fails the name check.
+    web = h.pool([good.address], retries=0, health={"http": {"path": "/health", "expect": 200}, "interval": "200ms",
+                                                     "timeout": "150ms", "rise": 1, "fall": 1})
+    web["groups"]["main"]["tls"] = {"ca_file": str(d / "ca.pem"), "server_name": "b.example.test"}
+    lbd = stack.lbd({"web": web}, admin={"listen": f"127.0.0.1:{aport}"})
+    time.sleep(1.0)
+    pools = json.loads(h.get(aport, "/v1/pools/web").body)
+    backend = pools["groups"][0]["backends"][0]
+    assert backend["health"] == "down", backend  # health checks over TLS fail the name check
+    r = h.get(lbd.port, "/")
+    assert r.status in (502, 503)
+    # With the right name the same backend is up and serves.
+    web["groups"]["main"]["tls"]["server_name"] = "a.example.test"
+    lbd2 = stack.lbd({"web": web}, admin={"listen": f"127.0.0.1:{h.free_port()}"})
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and h.get(lbd2.port, "/").status != 200:
+        time.sleep(0.1)
+    assert h.get(lbd2.port, "/").header("X-Backend") == "trusted"
+
+
+def test_backend_tls_config_problems_by_path(tmp_path):
+    cfg = h.make_config({"web": h.pool(["127.0.0.1:9"])}, [h.listener("p", 8080, "web")])
+    cfg["pools"]["web"]["groups"]["main"]["tls"] = {"ca_file": str(tmp_path / "nope.pem"), "cert": "c.pem"}
+    path = tmp_path / "c.yaml"
+    path.write_text(h.to_yaml(cfg))
+    out = h.run_lbd_cmd(["check", "--config", str(path)]).stderr
+    assert "pools.web.groups.main.tls.key: a client certificate needs both cert and key" in out, out
+    del cfg["pools"]["web"]["groups"]["main"]["tls"]["cert"]
+    path.write_text(h.to_yaml(cfg))
+    out = h.run_lbd_cmd(["check", "--config", str(path)]).stderr
+    assert "pools.web.groups.main.tls.ca_file: cannot use" in out and "nope.pem" in out, out

@@ -48,6 +48,22 @@ public struct GroupConfig: Sendable, Hashable {
     public var name: String
     public var share: Share
     public var source: GroupSource
+    /// TLS to this group's backends (traffic and health checks); nil: plain.
+    public var tls: BackendTLSConfig? = nil
+}
+
+/// `pools.P.groups.G.tls: { ca_file, server_name, verify, cert, key }`.
+public struct BackendTLSConfig: Sendable, Hashable {
+    /// PEM CA certificates to verify backends against; nil: the system's default CA store.
+    public var caFile: String?
+    /// The name sent as SNI and checked against the certificate; nil: the backend's address
+    /// (checked as an IP address).
+    public var serverName: String?
+    /// Verify the backend's certificate chain and name (true).
+    public var verify: Bool = true
+    /// A client certificate and key for backends that ask for one.
+    public var cert: String?
+    public var key: String?
 }
 
 public struct HealthConfig: Sendable, Hashable {

@@ -75,14 +75,30 @@ public enum ConfigLoader {
                 }
                 config.listeners[i].tls = tls
             }
+            func resolve(_ p: String?) -> String? { p.map { $0.hasPrefix("/") ? $0 : dir + $0 } }
+            for pi in config.pools.indices {
+                for gi in config.pools[pi].groups.indices {
+                    guard var t = config.pools[pi].groups[gi].tls else { continue }
+                    t.caFile = resolve(t.caFile)
+                    t.cert = resolve(t.cert)
+                    t.key = resolve(t.key)
+                    config.pools[pi].groups[gi].tls = t
+                }
+            }
             if let key = config.failover?.vrrp.peerSync?.keyFile, !key.hasPrefix("/") {
                 config.failover?.vrrp.peerSync?.keyFile = dir + key
             }
         }
         // Certificates and keys are read and checked now, so `lbd check`, a start and a reload
         // refuse a broken one by path.
-        let problems = config.listeners.enumerated().flatMap { i, l in
+        var problems = config.listeners.enumerated().flatMap { i, l in
             l.tls.map { TLSContextSet.problems($0, path: "listeners[\(i)].tls") } ?? []
+        }
+        for pool in config.pools {
+            for group in pool.groups {
+                guard let t = group.tls else { continue }
+                problems += BackendTLS.problems(t, path: "pools.\(pool.name).groups.\(group.name).tls")
+            }
         }
         if !problems.isEmpty { throw ConfigError(problems: problems) }
         return config

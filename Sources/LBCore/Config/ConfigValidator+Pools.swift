@@ -90,8 +90,9 @@ extension ConfigValidator {
             case nil:
                 source = nil
             }
+            let tls = entry.value.tls.map { validateBackendTLS($0, at: groupPath.key("tls")) }
             if let groupShare, let source {
-                groups.append(GroupConfig(name: entry.name, share: groupShare, source: source))
+                groups.append(GroupConfig(name: entry.name, share: groupShare, source: source, tls: tls))
             }
         }
         // Only a sum of shares that all parsed means anything.
@@ -103,6 +104,20 @@ extension ConfigValidator {
             }
         }
         return groups
+    }
+
+    private mutating func validateBackendTLS(_ raw: RawBackendTLS, at path: ConfigPath) -> BackendTLSConfig {
+        if (raw.cert == nil) != (raw.key == nil) {
+            problems.add(path.key(raw.cert == nil ? "cert" : "key"), "a client certificate needs both cert and key")
+        }
+        if let name = raw.serverName, !isDNSName(name) {
+            problems.add(path.key("server_name"), "'\(name)' is not a DNS name")
+        }
+        return BackendTLSConfig(
+            caFile: raw.caFile.flatMap { filePath($0, at: path.key("ca_file")) },
+            serverName: raw.serverName, verify: raw.verify ?? true,
+            cert: raw.cert.flatMap { filePath($0, at: path.key("cert")) },
+            key: raw.key.flatMap { filePath($0, at: path.key("key")) })
     }
 
     private mutating func validateStatic(

@@ -127,6 +127,16 @@ struct RawGroup {
     var share: String?
     /// Nil if the source was missing, ambiguous or malformed (already reported).
     var source: RawGroupSource?
+    var tls: RawBackendTLS?
+}
+
+/// `groups.G.tls: { ca_file, server_name, verify, cert, key }`
+struct RawBackendTLS {
+    var caFile: String?
+    var serverName: String?
+    var verify: Bool?
+    var cert: String?
+    var key: String?
 }
 
 /// Exactly one of `static` or `srv`; the decoder reports both-or-neither.

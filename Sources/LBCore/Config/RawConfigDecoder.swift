@@ -140,10 +140,15 @@ struct RawConfigDecoder {
     }
 
     private mutating func decodeGroup(_ node: Node, at path: ConfigPath) -> RawGroup {
-        let allowed = ["share", "static", "srv", "resolver", "slots"]
+        let allowed = ["share", "static", "srv", "resolver", "slots", "tls"]
         guard let fields = reader.fields(node, at: path, allowed: allowed) else { return RawGroup() }
         reader.require("share", in: fields)
         var group = RawGroup(share: reader.text("share", in: fields))
+        if let tls = reader.fields("tls", in: fields, allowed: ["ca_file", "server_name", "verify", "cert", "key"]) {
+            group.tls = RawBackendTLS(
+                caFile: reader.text("ca_file", in: tls), serverName: reader.text("server_name", in: tls),
+                verify: reader.bool("verify", in: tls), cert: reader.text("cert", in: tls), key: reader.text("key", in: tls))
+        }
         switch (fields.has("static"), fields.has("srv")) {
         case (true, true):
             reader.problems.add(path, "has both 'static' and 'srv'; a group needs exactly one")

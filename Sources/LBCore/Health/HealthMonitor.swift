@@ -82,6 +82,8 @@ final class HealthMonitor {
     private let base: OpaquePointer
     private var config: LBConfig
     private let registry: BackendRegistry
+    /// TLS for a pool's group ("pool", "group"), for checks of backends that speak TLS.
+    var backendTLS: ((String, String) -> BackendTLS?)?
     private var seed: UInt64 = 0x4845_414C_5448
     private let logger: Logger
     private var members: [MemberKey: Member] = [:]
@@ -438,7 +440,9 @@ final class HealthMonitor {
     private func startProbe(_ key: MemberKey, _ m: Member, health: HealthConfig, now: MonotonicInstant) {
         probeSerial += 1
         let serial = probeSerial
-        let probe = HealthProbe(base: base, backend: m.backend, check: health.check) { [unowned self] input in
+        let group = layout[key.pool].firstIndex { $0.contains(key) }
+        let tls = group.flatMap { gi in backendTLS?(config.pools[key.pool].name, config.pools[key.pool].groups[gi].name) }
+        let probe = HealthProbe(base: base, backend: m.backend, check: health.check, tls: tls) { [unowned self] input in
             self.probeFinished(key, serial, input)
         }
         m.probes[serial] = (probe, now)

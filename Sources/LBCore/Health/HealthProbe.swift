@@ -15,9 +15,14 @@ final class HealthProbe: EndpointDelegate {
     private var timer: OpaquePointer?
     private var completion: ((ActiveHealth.Input) -> Void)?
 
-    init(base: OpaquePointer, backend: Backend, check: HealthConfig.Check,
+    /// TLS for groups whose backends speak it: HTTP checks go over TLS and fail when the
+    /// certificate does not verify (a TCP check stays a TCP connect).
+    private let tls: BackendTLS?
+
+    init(base: OpaquePointer, backend: Backend, check: HealthConfig.Check, tls: BackendTLS? = nil,
          completion: @escaping (ActiveHealth.Input) -> Void) {
         self.base = base
+        self.tls = tls
         self.backend = backend
         self.check = check
         self.completion = completion
@@ -37,10 +42,12 @@ final class HealthProbe: EndpointDelegate {
             switch try startConnect(to: backend.sockaddr) {
             case .connected(let fd):
                 endpoint = Endpoint(fd: fd, base: base)
+                startTLS()
                 endpoint?.delegate = self
                 connected()
             case .inProgress(let fd):
                 endpoint = Endpoint(fd: fd, base: base, connecting: true)
+                startTLS()
                 endpoint?.delegate = self
             }
         } catch {
@@ -50,6 +57,10 @@ final class HealthProbe: EndpointDelegate {
 
     private static let onTimeout: event_callback_fn = { _, _, ctx in
         Unmanaged<HealthProbe>.fromOpaque(ctx!).takeUnretainedValue().finish(.probeTimedOut)
+    }
+
+    private func startTLS() {
+        if let tls, case .http = check, let ep = endpoint { _ = ep.startClientTLS(tls, host: backend.address.host) }
     }
 
     private func connected() {

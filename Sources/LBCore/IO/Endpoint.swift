@@ -59,6 +59,9 @@ final class Endpoint {
     /// A TLS read needed to write (handshake flight against a full socket buffer).
     private var tlsReadWantsWrite = false
     private(set) var isTLS = false
+    /// Client side (to a backend): why the handshake failed, for the log and metrics.
+    private(set) var tlsFailure: String?
+    private var tlsIsClient = false
 
     /// Wraps an open, non-blocking socket. The Endpoint owns `fd` from now on.
     init(fd: Int32, base: OpaquePointer, connecting: Bool = false) {
@@ -96,6 +99,22 @@ final class Endpoint {
         tlsPending = contexts
         tlsStats = stats
         isTLS = true
+    }
+
+    /// TLS to a backend on this (connecting or connected) socket; false if OpenSSL refused.
+    func startClientTLS(_ tls: BackendTLS, host: String) -> Bool {
+        guard let s = tls.newSSL(fd: fd, host: host) else { return false }
+        ssl = s
+        isTLS = true
+        tlsIsClient = true
+        return true
+    }
+
+    private func recordClientFailure(_ ssl: OpaquePointer) {
+        guard tlsIsClient, tlsFailure == nil else { return }
+        let v = SSL_get_verify_result(ssl)
+        tlsFailure = v != X509_V_OK
+            ? "certificate not trusted: \(String(cString: X509_verify_cert_error_string(v)))" : "handshake failed: \(tlsErrorText())"
     }
 
     /// The negotiated protocol and cipher, once the handshake is done.
@@ -317,6 +336,7 @@ final class Endpoint {
                 if !tlsHandshakeDone {
                     let reason = tlsFailureReason()
                     tlsStats?.failed(reason)
+                    recordClientFailure(ssl)
                 }
                 ERR_clear_error()
                 lastErrno = e != 0 ? e : EPROTO
@@ -342,8 +362,11 @@ final class Endpoint {
                 armWrite()
                 return nil
             case SSL_ERROR_WANT_READ:
+                // A handshake in progress: the answer must be read for the write to go on.
+                setReading(true)
                 return nil
             default:
+                recordClientFailure(ssl)
                 ERR_clear_error()
                 return EPIPE
             }
@@ -373,6 +396,12 @@ final class Endpoint {
             }
         }
         let n = readOnce()
+        // A read may finish a client handshake that a write was waiting for.
+        if ssl != nil, n != -2, evbuffer_get_length(output) > 0, !isWriteArmed, let err = writeNow() {
+            setReading(false)
+            delegate?.endpointDidFail(self, errno: err)
+            return
+        }
         switch n {
         case -1:
             return

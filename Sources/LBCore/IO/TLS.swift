@@ -206,3 +206,100 @@ private let alpnSelect: @convention(c) (
     }
     return SSL_TLSEXT_ERR_NOACK
 }
+
+/// TLS to one group's backends: a client SSL_CTX built once (start, reload) and shared read-only
+/// by the workers and the health checks.
+final class BackendTLS: @unchecked Sendable {
+    // @unchecked: `ctx` is configured in init and only used to create SSL objects afterwards.
+    let ctx: OpaquePointer
+    let config: BackendTLSConfig
+
+    init(_ config: BackendTLSConfig, path: String) throws(TLSConfigError) {
+        guard let ctx = SSL_CTX_new(TLS_client_method()) else {
+            throw TLSConfigError(problems: [TLSProblem(path: path, message: "SSL_CTX_new failed: \(tlsErrorText())")])
+        }
+        _ = lbd_SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)
+        _ = SSL_CTX_set_options(ctx, LBD_SSL_OP_NO_RENEGOTIATION | LBD_SSL_OP_NO_COMPRESSION)
+        _ = lbd_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+        ERR_clear_error()
+        var problems: [TLSProblem] = []
+        if config.verify {
+            SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nil)
+            if let ca = config.caFile {
+                if SSL_CTX_load_verify_locations(ctx, ca, nil) != 1 {
+                    problems.append(TLSProblem(path: "\(path).ca_file", message: "cannot use \(ca): \(tlsErrorText())"))
+                }
+            } else if SSL_CTX_set_default_verify_paths(ctx) != 1 {
+                problems.append(TLSProblem(path: path, message: "no ca_file and no system CA store: \(tlsErrorText())"))
+            }
+        }
+        if let cert = config.cert, let key = config.key {
+            if SSL_CTX_use_certificate_chain_file(ctx, cert) != 1 {
+                problems.append(TLSProblem(path: "\(path).cert", message: "cannot use \(cert): \(tlsErrorText())"))
+            } else if SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1 || SSL_CTX_check_private_key(ctx) != 1 {
+                problems.append(TLSProblem(path: "\(path).key", message: "cannot use \(key) with \(cert): \(tlsErrorText())"))
+            }
+        }
+        guard problems.isEmpty else {
+            SSL_CTX_free(ctx)
+            throw TLSConfigError(problems: problems)
+        }
+        self.ctx = ctx
+        self.config = config
+    }
+
+    deinit { SSL_CTX_free(ctx) }
+
+    static func problems(_ config: BackendTLSConfig, path: String) -> [ConfigProblem] {
+        do {
+            _ = try BackendTLS(config, path: path)
+            return []
+        } catch {
+            return error.problems.map { ConfigProblem(path: $0.path, message: $0.message) }
+        }
+    }
+
+    /// A client SSL on a connected socket to `host` (numeric): SNI and the name check use
+    /// `server_name`, or without one the address is checked as an IP address (and no SNI is sent).
+    func newSSL(fd: Int32, host: String) -> OpaquePointer? {
+        guard let ssl = SSL_new(ctx) else { return nil }
+        SSL_set_fd(ssl, fd)
+        SSL_set_connect_state(ssl)
+        if let name = config.serverName {
+            _ = lbd_SSL_set_tlsext_host_name(ssl, name)
+            if config.verify { _ = SSL_set1_host(ssl, name) }
+        } else if config.verify, let param = SSL_get0_param(ssl) {
+            _ = X509_VERIFY_PARAM_set1_ip_asc(param, host)
+        }
+        return ssl
+    }
+}
+
+/// Backend TLS contexts by "pool/group", replaced whole on reload. Any thread.
+final class BackendTLSRegistry: Sendable {
+    private let byGroup = Mutex<[String: BackendTLS]>([:])
+    /// Failed backend handshakes by reason: "verify" (certificate or name), "other".
+    let verifyFailures = Counter()
+    let otherFailures = Counter()
+
+    func set(_ map: [String: BackendTLS]) { byGroup.withLock { $0 = map } }
+    func lookup(pool: String, group: String) -> BackendTLS? { byGroup.withLock { $0["\(pool)/\(group)"] } }
+
+    /// Builds every group's context; throws every problem.
+    static func build(_ config: LBConfig) throws(TLSConfigError) -> [String: BackendTLS] {
+        var map: [String: BackendTLS] = [:]
+        var problems: [TLSProblem] = []
+        for pool in config.pools {
+            for group in pool.groups {
+                guard let t = group.tls else { continue }
+                do {
+                    map["\(pool.name)/\(group.name)"] = try BackendTLS(t, path: "pools.\(pool.name).groups.\(group.name).tls")
+                } catch {
+                    problems += error.problems
+                }
+            }
+        }
+        guard problems.isEmpty else { throw TLSConfigError(problems: problems) }
+        return map
+    }
+}

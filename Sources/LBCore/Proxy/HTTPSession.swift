@@ -60,6 +60,8 @@ final class HTTPSession: Session, EndpointDelegate {
     /// The traffic counters of the current backend (as a group member) and its group.
     private var stats: (member: TrafficStats, group: TrafficStats)?
     private var upstreamWasReused = false
+    /// TLS to the picked backend's group, nil for plain groups.
+    private var upstreamTLS: BackendTLS?
     private var response: HTTPResponseHead?
     private var responseBody = BodyState.done
     private var responseBytes: UInt64 = 0
@@ -161,7 +163,7 @@ final class HTTPSession: Session, EndpointDelegate {
         if endpoint === client {
             finish()
         } else if endpoint === upstream {
-            if phase == .connecting {
+            if phase == .connecting || backendTLSRefused(endpoint) {
                 connectFailed(errno: errno)
             } else {
                 upstreamLost(reason: "backend connection error: \(String(cString: strerror(errno)))")
@@ -244,6 +246,7 @@ final class HTTPSession: Session, EndpointDelegate {
         }
         let b = member.backend
         backend = b
+        upstreamTLS = worker.shared.backendTLS.lookup(pool: worker.snapshot.pools[listener.poolIndex].name, group: group.name)
         stats = (member.stats, group.stats)
         member.stats.request()
         group.stats.request()
@@ -273,6 +276,9 @@ final class HTTPSession: Session, EndpointDelegate {
 
     private func makeUpstream(fd: Int32, connecting: Bool, backend: Backend) -> Endpoint {
         let ep = Endpoint(fd: fd, base: worker.base, connecting: connecting)
+        if let tls = upstreamTLS, !ep.startClientTLS(tls, host: backend.address.host) {
+            worker.shared.logger.error("backend TLS: OpenSSL could not make a session", metadata: ["backend": "\(backend.address)"])
+        }
         ep.backendID = backend.id
         ep.delegate = self
         return ep
@@ -332,8 +338,23 @@ final class HTTPSession: Session, EndpointDelegate {
             }
         }
         if let e = up.flush() {
-            upstreamLost(reason: "backend write failed: \(String(cString: strerror(e)))")
+            if backendTLSRefused(up) {
+                connectFailed(errno: e)
+            } else {
+                upstreamLost(reason: "backend write failed: \(String(cString: strerror(e)))")
+            }
         }
+    }
+
+    /// A backend whose TLS handshake failed got nothing of the request: it counts and retries
+    /// like a connect failure. Logged and counted here.
+    private func backendTLSRefused(_ up: Endpoint) -> Bool {
+        guard let why = up.tlsFailure else { return false }
+        let registry = worker.shared.backendTLS
+        (why.hasPrefix("certificate") ? registry.verifyFailures : registry.otherFailures).add(1)
+        worker.shared.logger.warning(
+            "backend TLS refused", metadata: ["backend": "\(backend.map { "\($0.address)" } ?? "-")", "reason": "\(why)"])
+        return true
     }
 
     private func upstreamReadable() {

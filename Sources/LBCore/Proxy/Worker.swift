@@ -35,6 +35,8 @@ final class ServerShared: Sendable {
     let retriesInFlight: [Counter]
     /// Per listener (indexed like `config.listeners`): its certificates, nil for plain listeners.
     let tls: [TLSSlot?]
+    /// TLS contexts for groups whose backends speak TLS.
+    let backendTLS = BackendTLSRegistry()
 
     init(
         config: LBConfig, store: SnapshotStore, logger: Logger, accessLogger: Logger?, healthReports: HealthReports?,

@@ -17,6 +17,7 @@ struct AdminViews {
     let pair: () -> (VRRPStatus?, PeerSyncStats?, VRRPSettings?)
     /// TLS listeners and their counters.
     var tls: () -> [(listener: String, slot: TLSSlot)] = { [] }
+    var backendTLS: BackendTLSRegistry?
 
     private struct Row {
         let pool: String
@@ -219,6 +220,10 @@ struct AdminViews {
         }
         for p in pools { traffic("pool", [("pool", p)], monitor.stats(pool: p, group: nil)) }
         pairMetrics(gauge: gauge, counter: counter)
+        if let b = backendTLS {
+            counter("lbd_backend_tls_failures_total", "TLS handshakes to backends that failed, by reason.", [("reason", "verify")], b.verifyFailures.current)
+            counter("lbd_backend_tls_failures_total", "TLS handshakes to backends that failed, by reason.", [("reason", "other")], b.otherFailures.current)
+        }
         for (listener, slot) in tls() {
             let l = [("listener", listener)]
             counter("lbd_tls_handshakes_total", "Completed TLS handshakes.", l, slot.stats.handshakes.current)

@@ -102,6 +102,13 @@ public final class Server {
         tlsSlots = tls
         shared = ServerShared(
             config: running, store: snapshots, logger: logger, accessLogger: accessLogger, healthReports: reports, tls: tls)
+        do {
+            shared.backendTLS.set(try BackendTLSRegistry.build(running))
+        } catch {
+            throw SystemCallError(call: "backend TLS: \(error.problems.map(\.description).joined(separator: "; "))", errno: EINVAL)
+        }
+        let backendTLS = shared.backendTLS
+        monitor.backendTLS = { pool, group in backendTLS.lookup(pool: pool, group: group) }
         for i in 0..<running.workers {
             workers.append(try Worker(index: i, shared: shared))
         }
@@ -118,6 +125,7 @@ public final class Server {
                 fileConfig: { [unowned self] in self.fileConfig },
                 pair: { [unowned self] in (self.failover?.engine.status, self.peerSync?.stats, self.failover?.settings) })
             views.tls = { [unowned self] in self.tlsMetrics }
+            views.backendTLS = shared.backendTLS
             let token = try adminConfig.tokenFile.map { path throws(SystemCallError) in try AdminToken.load(path, logger: logger) }
             let api = AdminAPI(host: self, views: views, token: token, statusPage: { StatusPage.html })
             let server = AdminServer(base: cb, logger: logger, api: api)
@@ -248,6 +256,7 @@ public final class Server {
             logger.notice("reload: admin override dropped", metadata: ["override": "\(d)"])
         }
         reloadCertificates(from: new)
+        if let map = try? BackendTLSRegistry.build(running) { shared.backendTLS.set(map) }
         reloadsOK += 1
         logger.notice(
             "reloaded", metadata: ["path": "\(path)", "changed": "\(changed.isEmpty ? "nothing" : changed.joined(separator: ", "))"])
