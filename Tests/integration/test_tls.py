@@ -377,3 +377,21 @@ def test_backend_tls_config_problems_by_path(tmp_path):
     path.write_text(h.to_yaml(cfg))
     out = h.run_lbd_cmd(["check", "--config", str(path)]).stderr
     assert "pools.web.groups.main.tls.ca_file: cannot use" in out and "nope.pem" in out, out
+
+
+def test_handshake_deadline(stack, pki):
+    """A client that connects and stalls mid-handshake is closed at timeouts.client_head, counted."""
+    d, made = pki
+    b = stack.backend("tlsb")
+    port, aport = h.free_port(), h.free_port()
+    listener = h.listener("secure", port, "web")
+    listener["tls"] = {"certificates": [{"cert": str(made["a"][0]), "key": str(made["a"][1])}]}
+    stack.lbd({"web": h.pool([b.address])}, [listener], admin={"listen": f"127.0.0.1:{aport}"},
+              timeouts={"client_head": "500ms"})
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(b"\x16\x03\x01\x00\x40")  # a handshake record header, then nothing
+        t0 = time.monotonic()
+        assert s.recv(100) == b""
+        assert time.monotonic() - t0 < 2.0
+    metrics = h.get(aport, "/metrics").body.decode().replace(", ", ",")
+    assert 'lbd_tls_handshake_failures_total{listener="secure",reason="timeout"} 1' in metrics

@@ -117,6 +117,8 @@ final class Endpoint {
             ? "certificate not trusted: \(String(cString: X509_verify_cert_error_string(v)))" : "handshake failed: \(tlsErrorText())"
     }
 
+    var tlsHandshakeComplete: Bool { tlsHandshakeDone }
+
     /// The negotiated protocol and cipher, once the handshake is done.
     var tlsVersion: String? { ssl.flatMap { tlsHandshakeDone ? String(cString: SSL_get_version($0)) : nil } }
     var tlsCipher: String? {

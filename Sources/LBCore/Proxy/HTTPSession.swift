@@ -110,6 +110,10 @@ final class HTTPSession: Session, EndpointDelegate {
             finish()
         case (.head, .idle):
             finish()
+        case (.head, _) where client.isTLS && !client.tlsHandshakeComplete:
+            // The handshake deadline (timeouts.client_head): nothing can be said in plaintext.
+            worker.shared.tls[listener.index]?.stats.failed("timeout")
+            finish()
         case (.head, _):
             // A head that never completed (slowloris), or a connection that never sent one.
             if client.inputLength > 0 || requestsServed == 0 {
