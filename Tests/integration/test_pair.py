@@ -40,6 +40,9 @@ def lab(tmp_path):
     lab = NetLab().setup()
     yield lab
     lab.close()
+    # Under ThreadSanitizer (scripts/test), any report in an lbd's log fails the test.
+    reports = [str(p) for p in tmp_path.rglob("lbd.err") if "WARNING: ThreadSanitizer" in p.read_text(errors="replace")]
+    assert not reports, f"ThreadSanitizer reports in {reports}"
 
 
 # -- lbd + lbd ------------------------------------------------------------------------------

@@ -278,10 +278,11 @@ public final class Server {
         if let engine = failover?.engine {
             logger.notice("stop: resigning VRRP mastership before draining (priority 0, VIP kept until the peer takes over)")
             let done = resigned
-            _ = startThread(name: "lbd-resign") {
+            let resigner = startThread(name: "lbd-resign") {
                 engine.resign(timeout: .seconds(3))
                 done.set()
             }
+            pthread_detach(resigner)
             let me = Unmanaged.passUnretained(self).toOpaque()
             resignPoll = event_new(controlBase, -1, evs(EV_PERSIST), { _, _, ctx in
                 let s = Unmanaged<Server>.fromOpaque(ctx!).takeUnretainedValue()
