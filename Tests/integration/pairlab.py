@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lbdharness as h  # noqa: E402
-from netlab import NetLab  # noqa: E402
+from netlab import NetLab, probe_results  # noqa: E402
 
 VIP = "10.99.0.10"
 KEY = "pair-test-shared-key-0123456789abcdef"
@@ -188,3 +188,18 @@ def served_by(rows, host) -> list[dict]:
 
 def failed(rows) -> list[dict]:
     return [r for r in rows if not r["ok"]]
+
+
+def measure_failover(lab: NetLab, master, planned: bool, seconds=2.0, lead=0.6):
+    """Probes the VIP while `master` (a Host or Keepalived on lb1) stops: SIGTERM when `planned`,
+    else host down. Returns (ms from the event to the first answer served by lb2, or None; rows)."""
+    prober = lab.probe(VIP, 80, seconds, interval_ms=20 if planned else 10, timeout_ms=500 if planned else 200)
+    time.sleep(lead)
+    t0 = time.monotonic()
+    if planned:
+        master.stop(signal.SIGTERM)
+    else:
+        master.host_down()
+    rows = probe_results(prober, 30)
+    after = [r for r in served_by(rows, "lb2") if r["t"] >= t0 - 0.001]
+    return ((after[0]["end"] - t0) * 1000 if after else None), rows

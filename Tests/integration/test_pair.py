@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lbdharness as h  # noqa: E402
 from netlab import NetLab, netns_available, probe_results  # noqa: E402
-from pairlab import (VIP, Host, Keepalived, down_interval_ms, failed, keepalived_complaints, served_by,  # noqa: E402
-                     single_owner_for)
+from pairlab import (VIP, Host, Keepalived, down_interval_ms, failed, keepalived_complaints,  # noqa: E402
+                     measure_failover, served_by, single_owner_for)
 
 why_not = netns_available()
 pytestmark = [
@@ -266,10 +266,7 @@ def test_mixed_pair_lbd_master_keepalived_backup(lab, tmp_path):
     time.sleep(1.0)
     assert single_owner_for(lab, "lb1", 1.0) == [], ka.log()[-2000:]
     # Planned stop of lbd: keepalived takes over with nothing lost.
-    prober = lab.probe(VIP, 80, 2.0, interval_ms=20, timeout_ms=500)
-    time.sleep(0.6)
-    lb1.stop()
-    rows = probe_results(prober, 30)
+    _, rows = measure_failover(lab, lb1, planned=True)
     assert served_by(rows, "lb2"), ka.log()[-2000:]
     planned_failures = len(failed(rows))
     assert lab.wait_owner(VIP, "lb2", 2) is not None
@@ -278,14 +275,8 @@ def test_mixed_pair_lbd_master_keepalived_backup(lab, tmp_path):
     assert lab.wait_owner(VIP, "lb1", 3) is not None, lb1.log()[-3000:]
     time.sleep(0.5)
     # Host down of lbd: keepalived takes over.
-    prober = lab.probe(VIP, 80, 2.0, interval_ms=10, timeout_ms=200)
-    time.sleep(0.5)
-    t0 = time.monotonic()
-    lb1.host_down()
-    rows = probe_results(prober, 30)
-    after = [r for r in served_by(rows, "lb2") if r["t"] >= t0]
-    assert after
-    outage = (after[0]["end"] - t0) * 1000
+    outage, _ = measure_failover(lab, lb1, planned=False)
+    assert outage is not None, ka.log()[-2000:]
     print(f"mixed (lbd master): planned stop failed probes {planned_failures}; host down outage {outage:.0f} ms")
     assert planned_failures <= 1
     assert outage <= down_interval_ms(100) + 250
@@ -304,10 +295,7 @@ def test_mixed_pair_keepalived_master_lbd_backup(lab, tmp_path):
     assert single_owner_for(lab, "lb1", 1.0) == []
     assert lb2.vrrp()["role"] == "backup"
     # Planned stop of keepalived: it drops the VIP at once; lbd takes over after its skew time.
-    prober = lab.probe(VIP, 80, 2.0, interval_ms=20, timeout_ms=500)
-    time.sleep(0.6)
-    ka.stop()
-    rows = probe_results(prober, 30)
+    _, rows = measure_failover(lab, ka, planned=True)
     assert served_by(rows, "lb2"), lb2.log()[-3000:]
     planned_failures = len(failed(rows))
     assert lab.wait_owner(VIP, "lb2", 2) is not None
@@ -316,14 +304,8 @@ def test_mixed_pair_keepalived_master_lbd_backup(lab, tmp_path):
     assert lab.wait_owner(VIP, "lb1", 3) is not None, ka.log()[-2000:]
     assert single_owner_for(lab, "lb1", 1.0) == []
     # Host down of keepalived's host.
-    prober = lab.probe(VIP, 80, 2.0, interval_ms=10, timeout_ms=200)
-    time.sleep(0.5)
-    t0 = time.monotonic()
-    ka.host_down()
-    rows = probe_results(prober, 30)
-    after = [r for r in served_by(rows, "lb2") if r["t"] >= t0]
-    assert after, lb2.log()[-3000:]
-    outage = (after[0]["end"] - t0) * 1000
+    outage, _ = measure_failover(lab, ka, planned=False)
+    assert outage is not None, lb2.log()[-3000:]
     print(f"mixed (keepalived master): planned stop failed probes {planned_failures}; host down outage {outage:.0f} ms")
     assert outage <= down_interval_ms(100) + 250
     s = lb2.vrrp()
