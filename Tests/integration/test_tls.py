@@ -130,6 +130,9 @@ def test_plain_http_on_tls_port_gets_400_and_close(stack, pki):
                 break
             data += chunk
     assert data.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in data
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = int(re.search(rb"Content-Length: (\d+)", head).group(1))
+    assert length == len(body) and body.startswith(b"This port speaks TLS")
 
 
 def _context(ca: Path) -> ssl.SSLContext:

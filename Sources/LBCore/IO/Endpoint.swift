@@ -126,7 +126,8 @@ final class Endpoint {
     }
 
     /// First byte on a TLS port: 0x16 starts a handshake; anything else is answered 400.
-    /// Returns false when the endpoint failed (the delegate was told).
+    /// Returns nil to wait for the byte, false when the endpoint failed (the delegate was told),
+    /// true to go on reading.
     private func sniffTLS(_ contexts: TLSContextSet) -> Bool? {
         var b: UInt8 = 0
         let r = recv(fd, &b, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
@@ -135,7 +136,8 @@ final class Endpoint {
         tlsPending = nil
         if b != 0x16 {
             tlsStats?.failed("plain_http")
-            let reply = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 39\r\nConnection: close\r\n\r\nThis port speaks TLS: use https:// URLs\n"
+            let body = "This port speaks TLS: use https:// URLs\n"
+            let reply = "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\nConnection: close\r\n\r\n\(body)"
             _ = reply.utf8CString.withUnsafeBytes { send(fd, $0.baseAddress, $0.count - 1, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             // Read what the client sent, so closing sends FIN rather than a reset that could
             // destroy the answer on its way; then FIN.
