@@ -50,9 +50,10 @@ func fuzzRequest(_ bytes: UnsafeRawBufferPointer) {
         var sink = ArrayHeadSink()
         head.writeUpstreamHead(clientAddress: "192.0.2.1", forwardedProto: "http", to: &sink)
         // What lbd forwards must parse again, to the same request (with room for the fields lbd
-        // adds: X-Forwarded-For and X-Forwarded-Proto, and a longer XFF).
+        // adds: X-Forwarded-For, X-Forwarded-Proto, Host for an HTTP/1.0 request without one, and
+        // a longer XFF).
         var roomier = HTTPLimits()
-        roomier.maxHeaderCount += 2
+        roomier.maxHeaderCount += 3
         roomier.maxHeaderBytes += 1024
         let again = sink.bytes.withUnsafeBytes { HTTPRequestParser.parse($0, limits: roomier) }
         guard case .complete(let forwarded) = again else { preconditionFailure("forwarded head does not parse: \(again)") }
