@@ -120,7 +120,10 @@ def test_planned_stop_loses_nothing(lab, tmp_path):
         straddles.append(len([r for r in bad if r["stage"] == "request"]))
         assert lab.wait_owner(VIP, "lb2", 2) is not None
     print(f"planned stop: failed probes per run {failures} (of them after the handshake: {straddles})")
-    assert statistics.median(failures) == 0, (failures, straddles)
+    # A probe whose connection was made to lb1 just before the ARP switch can be reset (the
+    # issue counts those apart); every other probe must succeed, in the median of the runs.
+    assert statistics.median([f - s for f, s in zip(failures, straddles)]) == 0, (failures, straddles)
+    assert max(straddles) <= 2, straddles
     assert "resign" in lb1.log().lower() or "priority 0" in lb1.log().lower()
 
 
