@@ -99,9 +99,10 @@ def test_idle_client_without_request_is_closed(stack):
 
 
 def test_slow_body_times_out(stack):
-    """S3: a body at 1 byte/s must not hold the connection open for ever."""
+    """S3: a body at 1 byte/s must not hold the connection open for ever: 408 at client_body
+    (each 1 KiB of body must arrive within it), however long backend_response is."""
     lbd, _ = stack.simple(["b1"], timeouts={"client_head": "3s", "client_idle": "3s",
-                                            "backend_response": "3s"})
+                                            "client_body": "3s", "backend_response": "30s"})
     s = h.connect(lbd.port, timeout=20)
     stop = threading.Event()
 
@@ -120,8 +121,10 @@ def test_slow_body_times_out(stack):
     t0 = time.monotonic()
     try:
         closed, extra = h.wait_closed(s, 15)
-        assert closed, f"body at 1 B/s still open after {time.monotonic() - t0:.1f}s"
-        assert not extra.startswith(b"HTTP/1.1 200"), extra[:100]
+        el = time.monotonic() - t0
+        assert closed, f"body at 1 B/s still open after {el:.1f}s"
+        assert extra.startswith(b"HTTP/1.1 408"), extra[:100]
+        assert 2.5 <= el <= 6, el
     finally:
         stop.set()
         s.close()
@@ -205,3 +208,124 @@ def test_abandoned_partial_requests_do_not_hurt(stack):
     for _ in range(5):
         assert h.get(lbd.port, "/").status == 200
     assert lbd.alive()
+
+
+class SynBlackhole:
+    """A listening port whose accept queue is full and never drained: the kernel drops further
+    SYNs, so a connect to it hangs as if a firewall ate them (B2, without nft)."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.bind((h.HOST, 0))
+        self.lsock.listen(0)
+        self.port = self.lsock.getsockname()[1]
+        self.address = f"{h.HOST}:{self.port}"
+        self.fillers = []
+        for _ in range(4):
+            s = socket.socket()
+            s.setblocking(False)
+            s.connect_ex((h.HOST, self.port))
+            self.fillers.append(s)
+        time.sleep(0.2)
+
+    def hangs(self) -> bool:
+        try:
+            socket.create_connection((h.HOST, self.port), timeout=0.5).close()
+            return False
+        except socket.timeout:
+            return True
+
+    def close(self):
+        for s in self.fillers + [self.lsock]:
+            s.close()
+
+
+def test_blackholed_backend_connect_times_out_and_the_next_one_serves(stack):
+    """B2: a backend whose SYNs vanish costs at most timeouts.backend_connect, then lbd tries the
+    next backend; with only that backend the client gets 503 in bounded time."""
+    hole = SynBlackhole()
+    try:
+        assert hole.hangs(), "could not make a SYN blackhole (accept queue overflow) here"
+        alive = stack.backend("alive")
+        lbd = stack.lbd({"web": h.pool([hole.address, alive.address], retries=2)},
+                        timeouts={"backend_connect": "500ms"}, workers=1)
+        for i in range(4):
+            t0 = time.monotonic()
+            r = h.get(lbd.port, "/", timeout=10)
+            el = time.monotonic() - t0
+            assert r.status == 200 and r.body == b"hello from alive\n", (i, r)
+            assert el < 2.0, f"request {i} took {el:.2f}s"
+        only = stack.lbd({"web": h.pool([hole.address], retries=1)}, timeouts={"backend_connect": "500ms"})
+        with h.HttpClient(only.port, timeout=10) as c:
+            t0 = time.monotonic()
+            r = c.request("GET", "/")
+            el = time.monotonic() - t0
+        assert_lbd_error(r, 503)
+        assert 0.4 <= el <= 3.0, f"503 after {el:.2f}s"
+        assert "backend connect failed" in only.stderr() + only.stdout()
+    finally:
+        hole.close()
+
+
+def test_backend_reset_mid_body_aborts_the_client(stack):
+    """B10: an RST in the middle of a response body ends the client's connection without a clean
+    end; lbd stays up and the next request is served."""
+    def handler(s):
+        h.read_request_head(s)
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + b"y" * 30000)
+        time.sleep(0.2)
+        import struct
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        s.close()
+    srv = stack.server(handler, "rst-mid-body")
+    good = stack.backend("good")
+    lbd = stack.lbd({"web": h.pool([srv.address]), "ok": h.pool([good.address])},
+                    listeners=[h.listener("public", h.free_port(), "web"), h.listener("other", h.free_port(), "ok")])
+    with h.HttpClient(lbd.port) as c:
+        c.send(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            r = c.read()
+        except h.IncompleteBody as e:
+            assert e.got == 30000, e.got
+        except (ConnectionResetError, h.PeerClosed):
+            pass
+        else:
+            pytest.fail(f"client saw a complete response after the backend's reset: {r}")
+    assert lbd.alive()
+    assert "request aborted" in lbd.stderr(), lbd.stderr()[-2000:]
+    assert h.get(lbd.ports()[1], "/").status == 200
+
+
+def test_stale_pooled_connection_is_replayed_for_idempotent_requests_only(stack):
+    """B13: the backend closes a pooled keep-alive connection just as lbd sends the next request
+    on it. A GET without a body is sent again on a fresh connection (the client sees 200); a POST
+    is not replayed (502), so the backend never gets it twice."""
+    seen = []
+
+    def handler(s):
+        # Answers the first request on each connection, then takes the second and closes.
+        head = h.read_request_head(s)
+        seen.append(head.split(b"\r\n", 1)[0])
+        body = b""
+        if b"content-length: 3" in head.lower() and not head.endswith(b"abc"):
+            body = s.recv(3)
+        s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        head2 = h.read_request_head(s)
+        if head2:
+            seen.append(head2.split(b"\r\n", 1)[0] + b" (dropped)")
+        s.close()
+    srv = stack.server(handler, "closes-pooled")
+    lbd = stack.lbd({"web": h.pool([srv.address], retries=2)}, workers=1)
+    with h.HttpClient(lbd.port) as c:
+        assert c.request("GET", "/first").status == 200
+        time.sleep(0.1)
+        r = c.request("GET", "/second")
+        assert r.status == 200 and r.body == b"ok\n", r
+    assert seen == [b"GET /first HTTP/1.1", b"GET /second HTTP/1.1 (dropped)", b"GET /second HTTP/1.1"], seen
+    seen.clear()
+    with h.HttpClient(lbd.port) as c:
+        assert c.request("GET", "/third").status == 200
+        time.sleep(0.1)
+        r = c.request("POST", "/post", body=b"abc")
+        assert_lbd_error(r, 502)
+    assert seen.count(b"POST /post HTTP/1.1 (dropped)") == 1 and b"POST /post HTTP/1.1" not in seen, seen

@@ -196,6 +196,13 @@ public struct TimeoutsConfig: Sendable, Hashable {
     public var clientHead: Duration
     /// Idle keep-alive client connection with no request in progress (60s).
     public var clientIdle: Duration
+    /// A client that takes none of the response lbd has buffered for it (max_buffer full) for
+    /// this long is closed (60s); the backend is not blamed.
+    public var clientWrite: Duration
+    /// Each 1 KiB of a request body (or its end) must arrive within this (30s), unless the
+    /// backend is the one not reading; 408 otherwise. A minimum rate, so a body dribbled a byte
+    /// at a time cannot hold a connection (and a backend) open.
+    public var clientBody: Duration
     /// Backend TCP connect (2s). Then retry on another backend, or 503.
     public var backendConnect: Duration
     /// From request sent to the first byte of the response head, and between reads of the
@@ -209,12 +216,14 @@ public struct TimeoutsConfig: Sendable, Hashable {
     public var shutdownGrace: Duration
     public init(
         clientHead: Duration = .seconds(10), clientIdle: Duration = .seconds(60),
-        backendConnect: Duration = .seconds(2), backendResponse: Duration = .seconds(30),
+        clientWrite: Duration = .seconds(60), clientBody: Duration = .seconds(30), backendConnect: Duration = .seconds(2), backendResponse: Duration = .seconds(30),
         backendIdle: Duration = .seconds(30), tcpIdle: Duration = .seconds(300),
         shutdownGrace: Duration = .seconds(10)
     ) {
         self.clientHead = clientHead
         self.clientIdle = clientIdle
+        self.clientWrite = clientWrite
+        self.clientBody = clientBody
         self.backendConnect = backendConnect
         self.backendResponse = backendResponse
         self.backendIdle = backendIdle

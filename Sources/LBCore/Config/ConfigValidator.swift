@@ -145,6 +145,8 @@ struct ConfigValidator {
         return TimeoutsConfig(
             clientHead: read(raw.clientHead, "client_head", defaults.clientHead),
             clientIdle: read(raw.clientIdle, "client_idle", defaults.clientIdle),
+            clientWrite: read(raw.clientWrite, "client_write", defaults.clientWrite),
+            clientBody: read(raw.clientBody, "client_body", defaults.clientBody),
             backendConnect: read(raw.backendConnect, "backend_connect", defaults.backendConnect),
             backendResponse: read(raw.backendResponse, "backend_response", defaults.backendResponse),
             backendIdle: read(raw.backendIdle, "backend_idle", defaults.backendIdle),

@@ -66,6 +66,8 @@ struct RawResolver {
 struct RawTimeouts {
     var clientHead: String?
     var clientIdle: String?
+    var clientWrite: String?
+    var clientBody: String?
     var backendConnect: String?
     var backendResponse: String?
     var backendIdle: String?

@@ -62,12 +62,14 @@ struct RawConfigDecoder {
     private mutating func decodeTimeouts(_ top: FieldSet) -> RawTimeouts {
         let keys = [
             "client_head", "client_idle", "backend_connect", "backend_response", "backend_idle", "tcp_idle",
-            "shutdown_grace",
+            "client_write", "client_body", "shutdown_grace",
         ]
         guard let fields = reader.fields("timeouts", in: top, allowed: keys) else { return RawTimeouts() }
         return RawTimeouts(
             clientHead: reader.text("client_head", in: fields),
             clientIdle: reader.text("client_idle", in: fields),
+            clientWrite: reader.text("client_write", in: fields),
+            clientBody: reader.text("client_body", in: fields),
             backendConnect: reader.text("backend_connect", in: fields),
             backendResponse: reader.text("backend_response", in: fields),
             backendIdle: reader.text("backend_idle", in: fields),

@@ -24,7 +24,9 @@ final class HTTPSession: Session, EndpointDelegate {
         case closing
         case closed
     }
-    private enum Deadline { case head, idle, connect, response, linger }
+    private enum Deadline { case head, idle, connect, body, response, clientWrite, linger }
+    /// The request body must advance by this much (or end) within each timeouts.client_body.
+    private static let bodyProgressStep = 1024
 
     // unowned(unsafe): the worker outlives every session and listener it owns (it frees them first).
     unowned(unsafe) let worker: Worker
@@ -66,6 +68,10 @@ final class HTTPSession: Session, EndpointDelegate {
     private var responseBody = BodyState.done
     private var responseBytes: UInt64 = 0
     private var interimResponses = 0
+    /// The client's buffered output when the client-write deadline was armed (progress check).
+    private var outputAtWriteDeadline = 0
+    /// Request body bytes forwarded since the body deadline was last armed.
+    private var bodyProgress = 0
 
     init(worker: Worker, listener: WorkerListener, fd: Int32, clientAddress: String) {
         self.worker = worker
@@ -123,6 +129,20 @@ final class HTTPSession: Session, EndpointDelegate {
             }
         case (.connecting, _):
             connectFailed(errno: ETIMEDOUT)
+        case (.forwarding, .body):
+            // The client sent less than 1 KiB of its body in timeouts.client_body: its stall,
+            // not the backend's (S3).
+            worker.shared.listenerStats[listener.index].clientBodyTimeouts.add(1)
+            respondError(status: 408, reason: "Request Timeout", log: "request body deadline")
+        case (.forwarding, .clientWrite):
+            // The client took some bytes since the deadline was armed: slow, not stuck.
+            if client.outputLength < outputAtWriteDeadline {
+                outputAtWriteDeadline = client.outputLength
+                arm(.clientWrite, timeouts.clientWrite)
+                return
+            }
+            worker.shared.listenerStats[listener.index].clientWriteTimeouts.add(1)
+            abort("client not reading the response")
         case (.forwarding, _):
             backendFailed()
             if response == nil {
@@ -325,13 +345,17 @@ final class HTTPSession: Session, EndpointDelegate {
         if phase != .forwarding { return }
         up.setReading(true)
         arm(.response, timeouts.backendResponse)
+        if !requestBody.isDone {
+            bodyProgress = 0
+            arm(.body, timeouts.clientBody)
+        }
     }
 
     private func pumpRequest() {
         guard let up = upstream, phase == .forwarding else { return }
         if !requestBody.isDone {
             do {
-                _ = try BodyPump.pump(&requestBody, from: client.input, to: up.output, rechunk: true)
+                bodyProgress += try BodyPump.pump(&requestBody, from: client.input, to: up.output, rechunk: true)
             } catch {
                 if response == nil {
                     respondError(status: error.status, reason: error.reasonPhrase, log: "request body: \(error)")
@@ -339,6 +363,14 @@ final class HTTPSession: Session, EndpointDelegate {
                     abort("bad request body: \(error)")
                 }
                 return
+            }
+        }
+        if deadline == .body {
+            if requestBody.isDone {
+                arm(.response, timeouts.backendResponse)
+            } else if bodyProgress >= Self.bodyProgressStep {
+                bodyProgress = 0
+                arm(.body, timeouts.clientBody)
             }
         }
         if let e = up.flush() {
@@ -646,6 +678,33 @@ final class HTTPSession: Session, EndpointDelegate {
         }
         if let up = upstream {
             up.setReading(phase == .forwarding && client.outputLength < max)
+        }
+        if phase == .forwarding && response != nil { watchClientBacklog(full: client.outputLength >= max) }
+        if phase == .forwarding && response == nil && !requestBody.isDone {
+            watchRequestBody(upstreamFull: (upstream?.outputLength ?? 0) >= max)
+        }
+    }
+
+    /// While the backend takes none of the body (its buffer full) the stall is the backend's: the
+    /// response deadline runs. Otherwise the client must keep the body coming (client_body).
+    private func watchRequestBody(upstreamFull: Bool) {
+        if upstreamFull && deadline == .body {
+            arm(.response, timeouts.backendResponse)
+        } else if !upstreamFull && deadline == .response {
+            bodyProgress = 0
+            arm(.body, timeouts.clientBody)
+        }
+    }
+
+    /// While the client's buffered response is full the backend is not read, so the response
+    /// deadline would blame the backend for the client's stall; the client-write deadline runs
+    /// instead until the client takes its bytes.
+    private func watchClientBacklog(full: Bool) {
+        if full && deadline == .response {
+            outputAtWriteDeadline = client.outputLength
+            arm(.clientWrite, timeouts.clientWrite)
+        } else if !full && deadline == .clientWrite {
+            arm(.response, timeouts.backendResponse)
         }
     }
 

@@ -24,6 +24,8 @@ final class ServerShared: Sendable {
     let draining = Atomic<Bool>(false)
     /// Open client connections per listener (indexed like `config.listeners`), across workers.
     let listenerOpen: [Counter]
+    /// What each listener turned away or timed out (indexed like `config.listeners`).
+    let listenerStats: [ListenerStats]
     let logger: Logger
     let accessLogger: Logger?
     /// The configured deadlines as `timeval`s, converted once rather than on every timer arm.
@@ -51,6 +53,7 @@ final class ServerShared: Sendable {
         self.logger = logger
         self.accessLogger = accessLogger
         listenerOpen = config.listeners.map { _ in Counter() }
+        listenerStats = config.listeners.map { _ in ListenerStats() }
         deadlines = DeadlineTimevals(config.timeouts)
     }
 }
@@ -59,6 +62,8 @@ final class ServerShared: Sendable {
 struct DeadlineTimevals: Sendable {
     let clientHead: timeval
     let clientIdle: timeval
+    let clientWrite: timeval
+    let clientBody: timeval
     let backendConnect: timeval
     let backendResponse: timeval
     let tcpIdle: timeval
@@ -68,6 +73,8 @@ struct DeadlineTimevals: Sendable {
     init(_ t: TimeoutsConfig) {
         clientHead = t.clientHead.timeval
         clientIdle = t.clientIdle.timeval
+        clientWrite = t.clientWrite.timeval
+        clientBody = t.clientBody.timeval
         backendConnect = t.backendConnect.timeval
         backendResponse = t.backendResponse.timeval
         tcpIdle = t.tcpIdle.timeval
@@ -76,6 +83,18 @@ struct DeadlineTimevals: Sendable {
 }
 
 /// A shared atomic counter.
+/// A listener's refusals and timeouts, for /metrics.
+final class ListenerStats: Sendable {
+    /// Connections closed at accept because the listener was at maxconn.
+    let refusedMaxconn = Counter()
+    /// accept() failures (EMFILE, ENFILE, ENOBUFS...), each pausing the listener for 100 ms.
+    let acceptErrors = Counter()
+    /// Clients closed because they took none of their buffered response for timeouts.client_write.
+    let clientWriteTimeouts = Counter()
+    /// Requests answered 408 because their body stalled for timeouts.client_body.
+    let clientBodyTimeouts = Counter()
+}
+
 final class Counter: Sendable {
     private let value = Atomic<Int>(0)
     @discardableResult
@@ -93,6 +112,9 @@ final class WorkerListener {
     let poolIndex: Int
     var listener: OpaquePointer?
     var resumeTimer: OpaquePointer?
+    /// accept() failure warnings: at most one per 10 s, with the count of those left out.
+    var lastAcceptWarning: UInt64 = 0
+    var unloggedAcceptErrors = 0
 
     init(worker: Worker, index: Int, config: ListenerConfig, poolIndex: Int) {
         self.worker = worker
@@ -279,6 +301,7 @@ final class Worker: @unchecked Sendable {
         let open = shared.listenerOpen[wl.index].add(1)
         if open > wl.config.maxconn || isDraining {
             shared.listenerOpen[wl.index].subtract(1)
+            if !isDraining { shared.listenerStats[wl.index].refusedMaxconn.add(1) }
             _ = Glibc.close(fd)
             return
         }
@@ -301,10 +324,21 @@ final class Worker: @unchecked Sendable {
     private static let onAcceptError: evconnlistener_errorcb = { listener, ctx in
         let wl = Unmanaged<WorkerListener>.fromOpaque(ctx!).takeUnretainedValue()
         let err = errno
+        wl.worker.shared.listenerStats[wl.index].acceptErrors.add(1)
         if let l = listener { evconnlistener_disable(l) }
-        wl.worker.shared.logger.warning(
-            "accept failed; pausing listener for 100ms",
-            metadata: ["listener": "\(wl.config.name)", "errno": "\(err)"])
+        let now = monotonicNanos()
+        if wl.lastAcceptWarning == 0 || now &- wl.lastAcceptWarning >= 10_000_000_000 {
+            wl.worker.shared.logger.warning(
+                "accept failed; pausing listener for 100ms",
+                metadata: [
+                    "listener": "\(wl.config.name)", "errno": "\(err)", "error": "\(String(cString: strerror(err)))",
+                    "since_last_warning": "\(wl.unloggedAcceptErrors)",
+                ])
+            wl.lastAcceptWarning = now
+            wl.unloggedAcceptErrors = 0
+        } else {
+            wl.unloggedAcceptErrors += 1
+        }
         var tv = Duration.milliseconds(100).timeval
         if let t = wl.resumeTimer { event_add(t, &tv) }
     }

@@ -17,6 +17,8 @@ struct AdminViews {
     let pair: () -> (VRRPStatus?, PeerSyncStats?, VRRPSettings?)
     /// TLS listeners and their counters.
     var tls: () -> [(listener: String, slot: TLSSlot)] = { [] }
+    /// Per listener: its open connections and what it turned away or timed out.
+    var listeners: () -> [(listener: String, open: Int, stats: ListenerStats)] = { [] }
     var backendTLS: BackendTLSRegistry?
 
     private struct Row {
@@ -232,6 +234,14 @@ struct AdminViews {
             }
             counter("lbd_tls_reloads_total", "Certificate reloads by outcome.", l + [("result", "ok")], slot.reloads.current)
             counter("lbd_tls_reloads_total", "Certificate reloads by outcome.", l + [("result", "rejected")], slot.reloadFailures.current)
+        }
+        for l in listeners() {
+            let ll = [("listener", l.listener)]
+            gauge("lbd_listener_connections", "Open client connections.", ll, Double(l.open))
+            counter("lbd_listener_refused_total", "Connections closed at accept because the listener was at maxconn.", ll, l.stats.refusedMaxconn.current)
+            counter("lbd_listener_accept_errors_total", "accept() failures (out of file descriptors...); each pauses the listener 100 ms.", ll, l.stats.acceptErrors.current)
+            counter("lbd_client_write_timeouts_total", "Clients closed for taking none of their buffered response for timeouts.client_write.", ll, l.stats.clientWriteTimeouts.current)
+            counter("lbd_client_body_timeouts_total", "Requests answered 408 because the client sent under 1 KiB of body in timeouts.client_body.", ll, l.stats.clientBodyTimeouts.current)
         }
         let reloads = reloads()
         counter("lbd_reloads_total", "Configuration reloads by outcome.", [("result", "ok")], reloads.ok)

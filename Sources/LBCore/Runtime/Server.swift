@@ -126,6 +126,12 @@ public final class Server {
                 pair: { [unowned self] in (self.failover?.engine.status, self.peerSync?.stats, self.failover?.settings) })
             views.tls = { [unowned self] in self.tlsMetrics }
             views.backendTLS = shared.backendTLS
+            let shared = shared
+            views.listeners = {
+                shared.config.listeners.indices.map { i in
+                    (shared.config.listeners[i].name, shared.listenerOpen[i].current, shared.listenerStats[i])
+                }
+            }
             let token = try adminConfig.tokenFile.map { path throws(SystemCallError) in try AdminToken.load(path, logger: logger) }
             let api = AdminAPI(host: self, views: views, token: token, statusPage: { StatusPage.html })
             let server = AdminServer(base: cb, logger: logger, api: api)
