@@ -21,6 +21,10 @@ public final class DNSQueryHandle {
 public final class DNSClient {
     private let base: OpaquePointer
     private let nameservers: [(host: String, port: UInt16)]
+    private let counters = DNSClientCounters()
+    /// Replies dropped by this client's queries so far: malformed, or not an answer to the
+    /// question asked (wrong ID, question, QR or opcode, bigger than advertised).
+    public var droppedReplies: Int { counters.droppedReplies }
 
     public init(base: OpaquePointer, nameservers: [(host: String, port: UInt16)]) {
         self.base = base
@@ -33,7 +37,8 @@ public final class DNSClient {
     ) -> DNSQueryHandle {
         let handle = DNSQueryHandle()
         let p = PendingQuery(
-            base: base, nameservers: nameservers, query: DNSQuery(question: question, settings: settings)
+            base: base, nameservers: nameservers, query: DNSQuery(question: question, settings: settings),
+            counters: counters
         ) { [weak handle] result in
             handle?.pending = nil
             completion(result)
@@ -52,10 +57,16 @@ private func monotonicNow() -> UInt64 {
     return UInt64(ts.tv_sec) &* 1_000_000_000 &+ UInt64(ts.tv_nsec)
 }
 
+fileprivate final class DNSClientCounters {
+    var droppedReplies = 0
+}
+
 fileprivate final class PendingQuery {
     private let base: OpaquePointer
     private let nameservers: [(host: String, port: UInt16)]
     private var query: DNSQuery
+    private let counters: DNSClientCounters
+    private var counted = false
     private var completion: ((DNSQueryResult) -> Void)?
     private var fd: Int32 = -1
     private var isTCP = false
@@ -68,10 +79,11 @@ fileprivate final class PendingQuery {
     private var selfRef: PendingQuery?
 
     init(base: OpaquePointer, nameservers: [(host: String, port: UInt16)], query: DNSQuery,
-         completion: @escaping (DNSQueryResult) -> Void) {
+         counters: DNSClientCounters, completion: @escaping (DNSQueryResult) -> Void) {
         self.base = base
         self.nameservers = nameservers
         self.query = query
+        self.counters = counters
         self.completion = completion
     }
 
@@ -88,6 +100,10 @@ fileprivate final class PendingQuery {
     }
 
     func close() {
+        if !counted {
+            counted = true
+            counters.droppedReplies += query.droppedReplies
+        }
         completion = nil
         closeTransport()
         if let t = timer { event_del(t) }

@@ -266,17 +266,28 @@ FAULTS = ["servfail", "refused", "formerr", "silence", "garbage", "wrong_id", "w
           "tcp_close"]
 
 
+# Faults whose replies lbd reads and drops (malformed, or not an answer to its question): counted
+# in lbd_dns_replies_dropped_total. Over TCP a bad reply ends the attempt instead.
+DROPPED_REPLY_FAULTS = {"garbage", "wrong_id", "wrong_id_only", "wrong_question", "qr0", "short", "ancount_lie",
+                        "ptr_loop", "bad_rdlength", "tcp_short"}
+
+
 @pytest.mark.parametrize("fault", FAULTS)
 def test_dns_fault_keeps_the_last_good_set(stack, fault):
     backends = [stack.backend(f"f{n}") for n in range(3)]
     dns = stack.consul_dns()
     dns.set_service("web", instances(backends))
-    lbd = stack.lbd({"web": srv_pool()}, resolvers=resolver(dns))
+    admin_port = h.free_port()
+    lbd = stack.lbd({"web": srv_pool()}, resolvers=resolver(dns), admin={"listen": f"127.0.0.1:{admin_port}"})
     wait_until(lambda: members_logged(lbd) == 3, 5, what="3 members")
     dns.fault = fault
     with Load(lbd.port, threads=2) as load:
         time.sleep(1.5)  # several resolutions (200 ms floor, 300 ms per attempt)
     assert_no_errors(load, lbd)
+    if fault in DROPPED_REPLY_FAULTS:
+        from test_admin import admin_get, metric
+        dropped = metric(admin_get(admin_port, "/metrics")[2], "lbd_dns_replies_dropped_total", resolver="consul")
+        assert dropped and dropped >= 1, f"{fault}: dropped replies not counted ({dropped})"
     assert {b for _, s, b in load.results} == {"f0", "f1", "f2"}
     assert events(lbd, "discovery removed backends") == []
     if fault != "wrong_id":
@@ -285,6 +296,57 @@ def test_dns_fault_keeps_the_last_good_set(stack, fault):
     dns.fault = None
     wait_until(lambda: events(lbd, "discovery recovered") or fault == "wrong_id", 3,
                what="discovery recovered\n" + log_excerpt(lbd, "discovery"))
+
+
+def test_each_query_has_its_own_source_port_and_a_random_id(stack):
+    """D1, D2 (RFC 5452): every query comes from a fresh socket (kernel-random source port) with a
+    random ID, so a spoofer must guess both."""
+    backends = [stack.backend("p0")]
+    dns = stack.consul_dns()
+    dns.set_service("web", instances(backends))
+    stack.lbd({"web": srv_pool()}, resolvers=resolver(dns))
+    qs = dns.wait_queries(12, timeout=10, qtype="SRV", transport="udp")[:12]
+    ports = {q.source_port for q in qs}
+    ids = {q.id for q in qs}
+    print(f"12 queries: {len(ports)} source ports, {len(ids)} IDs")
+    assert len(ports) >= 11 and len(ids) >= 11, ([q.source_port for q in qs], [q.id for q in qs])
+
+
+def test_reply_storm_is_dropped_counted_and_bounded(stack):
+    """D21: 100 replies with wrong IDs before every right one: all dropped and counted, the right
+    one still wins, the loop stays responsive and lbd's CPU bounded."""
+    from test_admin import admin_get, metric
+    from test_resources import cpu_seconds
+    backends = [stack.backend(f"s{n}") for n in range(3)]
+    dns = stack.consul_dns()
+    dns.set_service("web", instances(backends))
+    admin_port = h.free_port()
+    lbd = stack.lbd({"web": srv_pool()}, resolvers=resolver(dns), admin={"listen": f"127.0.0.1:{admin_port}"})
+    wait_until(lambda: members_logged(lbd) == 3, 5, what="3 members")
+    real = dns._handle
+
+    def storm(data, transport, sport):
+        replies = real(data, transport, sport)
+        if transport != "udp" or not replies or not isinstance(replies[0], bytes) or len(replies[0]) < 2:
+            return replies
+        good = replies[0]
+        bad = bytes([good[0] ^ 0x5A, good[1] ^ 0xA5]) + good[2:]
+        return [bad] * 100 + replies
+    dns._handle = storm
+    n0 = len(dns.queries(qtype="SRV"))
+    cpu0 = cpu_seconds(lbd.proc.pid)
+    with Load(lbd.port, threads=2) as load:
+        time.sleep(2.0)
+    cpu = cpu_seconds(lbd.proc.pid) - cpu0
+    dns._handle = real
+    stormed = len(dns.queries(qtype="SRV")) - n0
+    assert_no_errors(load, lbd)
+    assert events(lbd, "discovery failed; keeping the last good set") == [], log_excerpt(lbd, "discovery")
+    dropped = metric(admin_get(admin_port, "/metrics")[2], "lbd_dns_replies_dropped_total", resolver="consul")
+    print(f"storm: {stormed} queries, {dropped:.0f} replies dropped, lbd CPU {cpu:.2f}s in 2s under load")
+    assert stormed >= 3
+    assert dropped >= 100 * (stormed - 1), (dropped, stormed)
+    assert cpu < 1.6, cpu
 
 
 @pytest.mark.parametrize("empty", ["nxdomain", "nodata"])

@@ -22,6 +22,11 @@ final class Discovery {
     private var clients: [String: ResolverClient] = [:]
     private(set) var groups: [SRVGroupDiscovery] = []
 
+    /// Per resolver: DNS replies its queries dropped (malformed, or not answering the question).
+    func droppedReplies() -> [(resolver: String, count: Int)] {
+        clients.sorted { $0.key < $1.key }.map { ($0.key, $0.value.client.droppedReplies) }
+    }
+
     init(
         base: OpaquePointer, config: LBConfig, monitor: HealthMonitor, registry: BackendRegistry, store: StateStore,
         logger: Logger

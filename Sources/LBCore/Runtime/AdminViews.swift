@@ -221,6 +221,11 @@ struct AdminViews {
             }
         }
         for p in pools { traffic("pool", [("pool", p)], monitor.stats(pool: p, group: nil)) }
+        for (resolver, n) in discovery.droppedReplies() {
+            counter("lbd_dns_replies_dropped_total",
+                    "DNS replies dropped: malformed, or not an answer to the question asked (ID, question, QR, opcode, size).",
+                    [("resolver", resolver)], n)
+        }
         pairMetrics(gauge: gauge, counter: counter)
         if let b = backendTLS {
             counter("lbd_backend_tls_failures_total", "TLS handshakes to backends that failed, by reason.", [("reason", "verify")], b.verifyFailures.current)
