@@ -299,3 +299,33 @@ def test_idle_keepalive_clients_count_against_maxconn_until_client_idle(stack, i
         c.close()
     assert 1.5 <= time.monotonic() - t0 <= 6
     assert h.get(lbd.port, "/").status == 200
+
+
+def test_malformed_request_flood_is_counted_and_its_logging_rate_limited(stack):
+    """R7: 1500 malformed requests in a few seconds: every one answered 400 and counted by status,
+    at most 10 "rejected request" lines a second per worker (each line says how many it left
+    out), and good clients are served in the middle of it."""
+    lbd, (b,) = lbd_with_admin(stack, workers=2)
+    bad = [b"GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+           b"GET /\x00 HTTP/1.1\r\nHost: x\r\n\r\n",
+           b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n"]
+    t0 = time.monotonic()
+    statuses = []
+    for i in range(1500):
+        s, r = h.raw_exchange(lbd.port, bad[i % len(bad)])
+        statuses.append(h.read_response(r).status)
+        s.close()
+        if i % 300 == 0:
+            assert h.get(lbd.port, "/").status == 200
+    elapsed = time.monotonic() - t0
+    assert statuses == [400] * 1500, set(statuses)
+    text = metrics_text(lbd)
+    assert metric(text, "lbd_requests_rejected_total", listener="public", status="400") == 1500
+    wait_until(lambda: "rejected request" in lbd.stderr(), 2, what="a rejected request line")
+    lines = [ln for ln in lbd.stderr().splitlines() if "rejected request" in ln]
+    bound = 2 * 10 * (int(elapsed) + 2)
+    left_out = sum(int(ln.split("unlogged_since=")[1].split()[0]) for ln in lines if "unlogged_since=" in ln)
+    print(f"1500 malformed requests in {elapsed:.1f}s: {len(lines)} log lines, {left_out} reported left out")
+    assert 0 < len(lines) <= bound, f"{len(lines)} lines for 1500 rejections in {elapsed:.1f}s (bound {bound})"
+    assert len(lines) + left_out <= 1500
+    assert lbd.alive()

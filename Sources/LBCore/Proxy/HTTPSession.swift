@@ -614,8 +614,15 @@ final class HTTPSession: Session, EndpointDelegate {
             + allow + "Connection: close\r\n\r\n" + body
         client.append(Array(text.utf8))
         if request == nil {
-            worker.shared.logger.info(
-                "rejected request", metadata: ["client": "\(clientAddress)", "status": "\(status)", "why": "\(log)"])
+            worker.shared.listenerStats[listener.index].rejected(status: status)
+            if let unlogged = worker.rejectionLog.admit(now: monotonicNanos()) {
+                worker.shared.logger.info(
+                    "rejected request",
+                    metadata: [
+                        "client": "\(clientAddress)", "status": "\(status)", "why": "\(log)",
+                        "unlogged_since": "\(unlogged)",
+                    ])
+            }
         }
         startClosing()
     }

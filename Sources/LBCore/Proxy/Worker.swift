@@ -93,6 +93,47 @@ final class ListenerStats: Sendable {
     let clientWriteTimeouts = Counter()
     /// Requests answered 408 because their body stalled for timeouts.client_body.
     let clientBodyTimeouts = Counter()
+    /// Requests lbd answered itself without forwarding (bad framing, limits, deadlines), by
+    /// status 400...599.
+    private let rejectedByStatus = (0..<200).map { _ in Counter() }
+
+    func rejected(status: Int) {
+        if (400..<600).contains(status) { rejectedByStatus[status - 400].add(1) }
+    }
+
+    /// (status, count) for every status rejected at least once.
+    var rejectedCounts: [(status: Int, count: Int)] {
+        rejectedByStatus.indices.compactMap { i in
+            let n = rejectedByStatus[i].current
+            return n > 0 ? (400 + i, n) : nil
+        }
+    }
+}
+
+/// At most `burst` log lines per second; says how many were left out since the last one logged.
+/// One per worker, so no locking (a malformed-request flood must not become a log flood, R7).
+struct LogRateLimit {
+    let burst: Int
+    private var windowStart: UInt64 = 0
+    private var inWindow = 0
+    private var unlogged = 0
+
+    init(burst: Int) { self.burst = burst }
+
+    /// nil: do not log this one. Otherwise log it, with the number left out before it.
+    mutating func admit(now: UInt64) -> Int? {
+        if now &- windowStart >= 1_000_000_000 {
+            windowStart = now
+            inWindow = 0
+        }
+        guard inWindow < burst else {
+            unlogged += 1
+            return nil
+        }
+        inWindow += 1
+        defer { unlogged = 0 }
+        return unlogged
+    }
 }
 
 final class Counter: Sendable {
@@ -138,6 +179,8 @@ final class Worker: @unchecked Sendable {
     private var doorbell: OpaquePointer?
     private var sweepTimer: OpaquePointer?
     private(set) var isDraining = false
+    /// "rejected request" lines: at most 10 a second per worker.
+    var rejectionLog = LogRateLimit(burst: 10)
     let finished = Atomic<Bool>(false)
     /// When the loop last ran its 1 s sweep (monotonic ns): a loop that stops turning cannot
     /// accept, and VRRP tracking faults the instance (a listener is down).

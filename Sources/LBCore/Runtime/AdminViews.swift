@@ -246,6 +246,10 @@ struct AdminViews {
             counter("lbd_listener_refused_total", "Connections closed at accept because the listener was at maxconn.", ll, l.stats.refusedMaxconn.current)
             counter("lbd_listener_accept_errors_total", "accept() failures (out of file descriptors...); each pauses the listener 100 ms.", ll, l.stats.acceptErrors.current)
             counter("lbd_client_write_timeouts_total", "Clients closed for taking none of their buffered response for timeouts.client_write.", ll, l.stats.clientWriteTimeouts.current)
+            for (status, n) in l.stats.rejectedCounts {
+                counter("lbd_requests_rejected_total", "Requests lbd answered itself without forwarding (malformed, over a limit, too slow), by status.",
+                        ll + [("status", "\(status)")], n)
+            }
             counter("lbd_client_body_timeouts_total", "Requests answered 408 because the client sent under 1 KiB of body in timeouts.client_body.", ll, l.stats.clientBodyTimeouts.current)
         }
         let reloads = reloads()
