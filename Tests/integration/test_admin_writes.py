@@ -8,8 +8,10 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import stat
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -406,3 +408,112 @@ def test_a_restored_override_never_brings_back_an_address_discovery_dropped(stac
     dns.set_service("web", instances(bs))
     wait_until(lambda: gone in backends(lbd), 5, what="m0 back")
     assert backends(lbd)[gone]["weight"] == 9 and backends(lbd)[gone]["admin"] == "drain"
+
+
+# ---------------------------------------------------------------------------------------------
+# browsers, rebinding and abuse (A6, A7)
+
+
+def raw_admin(port, method, path, headers: dict, body=b"") -> int:
+    head = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    if body:
+        head += f"Content-Length: {len(body)}\r\n"
+    s, r = h.raw_exchange(port, head.encode() + b"\r\n" + body)
+    try:
+        return h.read_response(r).status
+    finally:
+        s.close()
+
+
+def test_browser_origins_and_rebound_host_names_are_refused(stack, tmp_path):
+    """A6: a cross-origin page (Origin) and a DNS-rebinding page (Host not loopback) get 403,
+    reads and writes alike, even with the right token; loopback names and the status page's own
+    origin are answered."""
+    a = stack.backend("a")
+    lbd = admin_stack(stack, {"web": h.pool([a.address])}, tmp_path)
+    port = lbd.admin_port
+    auth = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+    be = f"/v1/pools/web/backends/{a.address}"
+    for host in (f"127.0.0.1:{port}", "localhost", f"localhost:{port}", "127.1.2.3", f"[::1]:{port}"):
+        assert raw_admin(port, "GET", "/v1/pools", {"Host": host}) == 200, host
+    for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.evil.example", "localhost.evil", "[::2]"):
+        assert raw_admin(port, "GET", "/v1/pools", {"Host": host}) == 403, host
+        assert raw_admin(port, "PUT", be, {"Host": host, **auth}, b'{"weight": 7}') == 403, host
+    assert raw_admin(port, "GET", "/v1/pools", {"Host": f"127.0.0.1:{port}", "Origin": "http://evil.example"}) == 403
+    assert raw_admin(port, "GET", "/v1/pools", {"Host": f"127.0.0.1:{port}", "Origin": f"http://127.0.0.1:{port}"}) == 200
+    assert raw_admin(port, "PUT", be, {"Host": f"127.0.0.1:{port}", "Origin": f"http://127.0.0.1:{port}", **auth},
+                     b'{"weight": 7}') == 403
+    assert raw_admin(port, "PUT", be, {"Host": f"127.0.0.1:{port}", "Origin": "null", **auth}, b'{"weight": 7}') == 403
+    assert backends(lbd)[a.address]["weight"] == 1
+    assert raw_admin(port, "PUT", be, {"Host": f"127.0.0.1:{port}", **auth}, b'{"weight": 7}') == 200
+    assert backends(lbd)[a.address]["weight"] == 7
+
+
+def test_admin_slowloris_deep_json_and_concurrent_writes(stack, tmp_path):
+    """A7: the admin endpoint caps its own connections (32, the rest wait in the backlog) and
+    gives each 10 s in all, so slow clients hold it for a bounded time; JSON nested 20,000 deep is
+    a 400, not a crash; 40 concurrent writes are applied one at a time, each logged (without the
+    token)."""
+    a = stack.backend("a")
+    lbd = admin_stack(stack, {"web": h.pool([a.address])}, tmp_path)
+    port = lbd.admin_port
+    be = f"/v1/pools/web/backends/{a.address}"
+    deep = b"[" * 20000 + b"]" * 20000
+    assert raw_admin(port, "PUT", be, {"Host": "localhost", "Authorization": f"Bearer {TOKEN}",
+                                       "Content-Type": "application/json"}, deep) == 400
+    assert lbd.alive()
+
+    slow = []
+    t0 = time.monotonic()
+    for _ in range(32):
+        s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        s.sendall(b"GET /v1/pools HTTP/1.1\r\nHost: localhost\r\n")
+        slow.append(s)
+    time.sleep(0.3)
+    # A 33rd client waits for a place rather than being refused or starving lbd's descriptors.
+    waiting = socket.create_connection(("127.0.0.1", port), timeout=15)
+    waiting.sendall(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    answered = {}
+
+    def wait_answer():
+        try:
+            answered["head"] = waiting.recv(100)
+            answered["at"] = time.monotonic() - t0
+        except OSError as e:
+            answered["error"] = e
+    waiter = threading.Thread(target=wait_answer)
+    waiter.start()
+    # Each slow client keeps sending a header line a second; the 10 s deadline is for the whole
+    # request, not per read.
+    closed_at = {}
+    while len(closed_at) < 32 and time.monotonic() - t0 < 15:
+        for i, s in enumerate(slow):
+            if i in closed_at:
+                continue
+            try:
+                s.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                closed_at[i] = time.monotonic() - t0
+        time.sleep(1)
+    for s in slow:
+        s.close()
+    waiter.join(5)
+    waiting.close()
+    assert len(closed_at) == 32 and max(closed_at.values()) < 14, closed_at
+    assert answered.get("head", b"").startswith(b"HTTP/1.1 200"), answered
+    assert 8 <= answered["at"] <= 13, answered
+
+    results = []
+
+    def write(w):
+        results.append(api(port, "PUT", be, {"weight": w})[0])
+    threads = [threading.Thread(target=write, args=(w,)) for w in range(1, 41)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert results.count(200) == 40, Counter(results)
+    assert backends(lbd)[a.address]["weight"] in range(1, 41)
+    # The deep-JSON write and the 40 concurrent ones, each logged once its answer is written.
+    wait_until(lambda: lbd.stderr_path.read_text().count("admin request") >= 41, 5, what="41 admin request lines")
+    assert TOKEN not in lbd.stderr_path.read_text()

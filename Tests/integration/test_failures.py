@@ -329,3 +329,40 @@ def test_stale_pooled_connection_is_replayed_for_idempotent_requests_only(stack)
         r = c.request("POST", "/post", body=b"abc")
         assert_lbd_error(r, 502)
     assert seen.count(b"POST /post HTTP/1.1 (dropped)") == 1 and b"POST /post HTTP/1.1" not in seen, seen
+
+
+def test_response_with_content_length_and_chunked_uses_chunked_and_is_not_reused(stack):
+    """B7: a response carrying both Content-Length and Transfer-Encoding: chunked is framed by
+    the chunked coding (the CL is dropped), and that backend connection is not reused."""
+    conns = []
+
+    def handler(s):
+        conns.append(s)
+        while True:
+            head = h.read_request_head(s)
+            if not head:
+                return
+            s.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+                      b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+    srv = stack.server(handler, "cl-and-te")
+    lbd = stack.lbd({"web": h.pool([srv.address])}, workers=1)
+    with h.HttpClient(lbd.port) as c:
+        for _ in range(3):
+            r = c.request("GET", "/")
+            assert r.status == 200 and r.body == b"hello world", r
+            assert r.header("content-length") is None or r.header("content-length") == "11", r.headers
+    assert srv.connections == 3, f"{srv.connections} backend connections for 3 requests (a CL+TE one was reused)"
+
+
+@pytest.mark.parametrize("interim,status", [(200, 200), (1001, 502)])
+def test_interim_responses_are_swallowed_up_to_a_cap(stack, interim, status):
+    """B11: 200 x "100 Continue" before the final response: the client gets the final 200; a
+    backend that never stops sending interim responses is cut off at 1000 with a 502."""
+    srv = stack.server(h.canned_handler(b"HTTP/1.1 100 Continue\r\n\r\n" * interim
+                                        + b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n"), "interim")
+    lbd = stack.lbd({"web": h.pool([srv.address], retries=0)})
+    with h.HttpClient(lbd.port) as c:
+        r = c.request("GET", "/")
+    assert r.status == status, r
+    if status == 200:
+        assert r.body == b"ok\n" and len(r.interim) <= 1, len(r.interim)

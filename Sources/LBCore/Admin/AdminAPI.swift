@@ -27,6 +27,9 @@ struct AdminRequest {
     var authorization: String?
     var contentType: String?
     var body: [UInt8]
+    /// The Host and Origin fields (A6: DNS rebinding and browser requests).
+    var hostField: String? = nil
+    var origin: String? = nil
 }
 
 struct AdminReply {
@@ -99,7 +102,12 @@ final class AdminAPI {
         }
     }
 
+    /// Set when the endpoint listens on loopback: then a Host naming anything but a loopback
+    /// address or localhost is a DNS-rebinding page in a browser, refused (A6).
+    var loopbackOnly = false
+
     func handle(_ request: AdminRequest) -> AdminReply {
+        if let refusal = refuseBrowser(request) { return refusal }
         let path = request.target.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.target
         guard let route = route(path) else { return .error(404, "no such path: \(path)") }
         guard route.methods.contains(request.method) else {
@@ -148,6 +156,44 @@ final class AdminAPI {
     }
 
     // MARK: checks
+
+    /// A6: a request carrying Origin comes from a page in a browser on another origin (a
+    /// same-origin GET carries none; the status page only reads); a Host that is not loopback
+    /// on a loopback endpoint is a rebound DNS name. Both are refused before anything is read.
+    private func refuseBrowser(_ request: AdminRequest) -> AdminReply? {
+        if let origin = request.origin, !Self.isLoopbackOrigin(origin) || request.method != "GET" && request.method != "HEAD" {
+            return .error(403, "requests from web pages (Origin: \(origin)) are refused")
+        }
+        if loopbackOnly, let host = request.hostField, !Self.isLoopbackHost(host) {
+            return .error(403, "unexpected Host \(host); this endpoint answers to loopback addresses and localhost")
+        }
+        return nil
+    }
+
+    /// `localhost`, `127.x.y.z` or `[::1]`, with or without a port.
+    static func isLoopbackHost(_ field: String) -> Bool {
+        var name = field.trimmingCharacters(in: .whitespaces).lowercased()
+        if name.hasPrefix("[") {
+            guard let close = name.firstIndex(of: "]") else { return false }
+            let rest = name[name.index(after: close)...]
+            guard rest.isEmpty || (rest.hasPrefix(":") && rest.dropFirst().allSatisfy(\.isNumber)) else { return false }
+            return name[name.index(after: name.startIndex)..<close] == "::1"
+        }
+        if let colon = name.lastIndex(of: ":") {
+            guard name[name.index(after: colon)...].allSatisfy(\.isNumber) else { return false }
+            name = String(name[..<colon])
+        }
+        if name == "localhost" { return true }
+        let parts = name.split(separator: ".", omittingEmptySubsequences: false)
+        return parts.count == 4 && parts[0] == "127" && parts.allSatisfy { p in UInt8(p) != nil }
+    }
+
+    /// The status page itself, opened at http://127.0.0.1:PORT/ (a browser may send Origin on
+    /// its own same-origin reads).
+    static func isLoopbackOrigin(_ origin: String) -> Bool {
+        guard origin.hasPrefix("http://") else { return false }
+        return isLoopbackHost(String(origin.dropFirst("http://".count)))
+    }
 
     private func authorize(_ request: AdminRequest) -> AdminReply? {
         guard let token else {

@@ -427,7 +427,7 @@ final class HTTPSession: Session, EndpointDelegate {
                 evbuffer_drain(up.input, head.headLength)
                 if head.isInterim {
                     interimResponses += 1
-                    if interimResponses > 100 { badGateway("too many interim responses") }
+                    if interimResponses > 1000 { badGateway("too many interim responses") }
                     continue
                 }
                 if head.status == 101 {

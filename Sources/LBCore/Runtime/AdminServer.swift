@@ -13,6 +13,8 @@ final class AdminServer {
     private let logger: Logger
     private var listener: OpaquePointer?
     private var connections: [ObjectIdentifier: AdminConnection] = [:]
+    /// Admin connections open at once; more wait in the backlog (each has a 10 s deadline).
+    static let maxConnections = 32
     let api: AdminAPI
 
     init(base: OpaquePointer, logger: Logger, api: AdminAPI) {
@@ -35,6 +37,7 @@ final class AdminServer {
         let l = sa.withSockaddr { p, len in evconnlistener_new_bind(base, AdminServer.onAccept, ctx, flags, 64, p, Int32(len)) }
         guard let l else { throw SystemCallError(call: "bind admin \(config.listen)", errno: errno) }
         listener = l
+        api.loopbackOnly = loopback
         logger.info("admin endpoint listening", metadata: ["listen": "\(config.listen)"])
     }
 
@@ -44,9 +47,17 @@ final class AdminServer {
         let c = AdminConnection(fd: fd, server: server)
         server.connections[ObjectIdentifier(c)] = c
         c.start()
+        // Its own small cap (A7): at the cap the listener stops accepting, so further clients wait
+        // in the kernel's backlog until a connection ends (each has 10 s in all).
+        if server.connections.count >= AdminServer.maxConnections, let l = server.listener {
+            evconnlistener_disable(l)
+        }
     }
 
-    fileprivate func closed(_ c: AdminConnection) { connections[ObjectIdentifier(c)] = nil }
+    fileprivate func closed(_ c: AdminConnection) {
+        connections[ObjectIdentifier(c)] = nil
+        if connections.count < AdminServer.maxConnections, let l = listener { evconnlistener_enable(l) }
+    }
 
     fileprivate var eventBase: OpaquePointer { base }
 
@@ -138,7 +149,8 @@ private final class AdminConnection: EndpointDelegate {
             }
             let request = AdminRequest(
                 method: head.method, target: head.target, authorization: head.firstValue(forName: "authorization"),
-                contentType: head.firstValue(forName: "content-type"), body: body)
+                contentType: head.firstValue(forName: "content-type"), body: body,
+                hostField: head.firstValue(forName: "host"), origin: head.firstValue(forName: "origin"))
             send(server.respond(request), head: head.method == "HEAD")
         }
     }
