@@ -107,6 +107,27 @@ def test_old_protocols_refused(stack, pki):
     assert "TLSv1.2" in s_client(lbd.port, "-tls1_2", servername="a.example.test").stdout
 
 
+def test_client_renegotiation_is_refused(stack, pki):
+    """R6: a TLS 1.2 client asking to renegotiate is refused (no_renegotiation), and lbd keeps
+    serving."""
+    lbd, _ = tls_lbd(stack, pki)
+    p = subprocess.Popen(["openssl", "s_client", "-connect", f"127.0.0.1:{lbd.port}", "-tls1_2",
+                          "-servername", "a.example.test"],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.0)
+        p.stdin.write("R\n")   # s_client's command: renegotiate
+        p.stdin.flush()
+        out = p.communicate(timeout=10)[0]
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert "RENEGOTIATING" in out and "no renegotiation" in out, out[-1500:]
+    req = "GET / HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n"
+    assert "hello from tlsb" in s_client(lbd.port, "-tls1_2", "-ign_eof", input=req, servername="a.example.test").stdout
+
+
 @pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
 def test_session_resumption(stack, pki, tmp_path, version):
     lbd, _ = tls_lbd(stack, pki)
@@ -205,7 +226,7 @@ def test_reload_switches_certificate_and_open_connections_keep_working(stack, pk
         assert s.getpeercert()["serialNumber"] not in (first_serial, second_serial)
     assert b"200 OK" in _request(old)
     old.close()
-    metrics = h.get(aport, "/metrics").body.decode()
+    metrics = h.get(aport, "/metrics", host="127.0.0.1").body.decode()
     assert re.search(r'lbd_tls_handshakes_total\{listener="secure"\} [2-9]', metrics), [
         line for line in metrics.splitlines() if "lbd_tls_handshakes_total{" in line or "reloads_total{" in line]
     assert 'lbd_tls_reloads_total{listener="secure",result="rejected"} 1' in metrics.replace(", ", ",")
@@ -223,7 +244,7 @@ def test_handshake_failures_are_counted(stack, pki, tmp_path):
         s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         s.recv(100)
     time.sleep(0.2)
-    metrics = h.get(aport, "/metrics").body.decode().replace(", ", ",")
+    metrics = h.get(aport, "/metrics", host="127.0.0.1").body.decode().replace(", ", ",")
     assert 'lbd_tls_handshake_failures_total{listener="secure",reason="protocol_version"} 1' in metrics, metrics
     assert 'lbd_tls_handshake_failures_total{listener="secure",reason="plain_http"} 1' in metrics
     assert lbd.alive()
@@ -340,7 +361,7 @@ def test_tls_to_backends_verified_and_refused(stack, pki, tls_backends):
     # Every request is answered by the backend whose certificate verifies; the other is refused
     # before the request reaches it, and the request goes to the next backend.
     assert all(r.status == 200 and r.header("X-Backend") == "trusted" for r in seen), [(r.status, r.body) for r in seen]
-    metrics = h.get(aport, "/metrics").body.decode()
+    metrics = h.get(aport, "/metrics", host="127.0.0.1").body.decode()
     assert re.search(r'lbd_backend_tls_failures_total\{reason="verify"\} [1-9]', metrics), metrics
     assert "backend TLS refused" in lbd.stderr() and "certificate not trusted" in lbd.stderr()
 
@@ -355,7 +376,7 @@ def test_tls_to_backends_name_check_and_health(stack, pki, tls_backends):
     web["groups"]["main"]["tls"] = {"ca_file": str(d / "ca.pem"), "server_name": "b.example.test"}
     lbd = stack.lbd({"web": web}, admin={"listen": f"127.0.0.1:{aport}"})
     time.sleep(1.0)
-    pools = json.loads(h.get(aport, "/v1/pools/web").body)
+    pools = json.loads(h.get(aport, "/v1/pools/web", host="127.0.0.1").body)
     backend = pools["groups"][0]["backends"][0]
     assert backend["health"] == "down", backend  # health checks over TLS fail the name check
     r = h.get(lbd.port, "/")
@@ -396,5 +417,5 @@ def test_handshake_deadline(stack, pki):
         t0 = time.monotonic()
         assert s.recv(100) == b""
         assert time.monotonic() - t0 < 2.0
-    metrics = h.get(aport, "/metrics").body.decode().replace(", ", ",")
+    metrics = h.get(aport, "/metrics", host="127.0.0.1").body.decode().replace(", ", ",")
     assert 'lbd_tls_handshake_failures_total{listener="secure",reason="timeout"} 1' in metrics
