@@ -24,7 +24,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import lbdharness as h  # noqa: E402
-from netlab import NetLab, netns_available, probe_results  # noqa: E402
+from test_health import wait_until  # noqa: E402
+from netlab import HOSTS, NetLab, netns_available, probe_results  # noqa: E402
 from pairlab import (VIP, Host, Keepalived, down_interval_ms, failed, keepalived_complaints,  # noqa: E402
                      measure_failover, served_by, single_owner_for)
 
@@ -234,8 +235,55 @@ def test_unicast_pair_drops_non_peers(lab, tmp_path):
     time.sleep(0.2)
     s = lb1.vrrp()
     assert s["role"] == "master" and s["counters"]["dropped"].get("not_a_peer") == 1, s
+    # V4: a fake master "resigning" (priority 0) from a non-peer would make the backup take over
+    # after Skew_Time; it is dropped instead.
+    inject(lab, "good", lab.address("lb2"), priority=0)
+    time.sleep(0.3)
+    s2 = lb2.vrrp()
+    assert s2["role"] == "backup" and s2["counters"]["dropped"].get("not_a_peer") == 1, s2
+    assert single_owner_for(lab, "lb1", 0.5) == []
     lb1.stop()
     assert lab.wait_owner(VIP, "lb2", 2) is not None
+
+
+def client_arp_mac(lab, address) -> str | None:
+    """The MAC the client's neighbour table holds for `address` (not refreshed: only gratuitous
+    ARP moves it while both hosts would answer a request)."""
+    out = lab.run("client", ["ip", "neigh", "show", address]).stdout.split()
+    return out[out.index("lladdr") + 1] if "lladdr" in out else None
+
+
+def host_mac(host) -> str:
+    return f"02:99:00:00:00:{HOSTS[host]:02x}"
+
+
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft (nftables)")
+def test_partition_both_masters_then_the_lower_priority_yields_and_arp_follows(lab, tmp_path):
+    """V7: lb2 stops hearing adverts (nft drops IP protocol 112 in its namespace), so both hosts
+    are master and lb2's gratuitous ARP takes the client. When the partition heals, lb2 (lower
+    priority) yields at lb1's next advert, lb1 announces the VIP again, and the client's ARP entry
+    points at lb1 within a second."""
+    lb1, lb2 = start_pair(lab, tmp_path)
+    assert single_owner_for(lab, "lb1", 0.5) == []
+    lab.http("client", "GET", f"http://{VIP}/")   # the client learns the VIP's MAC (lb1's)
+    assert client_arp_mac(lab, VIP) == host_mac("lb1")
+    nft = ["nft", "add", "table", "inet", "vrrptest"], \
+        ["nft", "add", "chain", "inet", "vrrptest", "in", "{ type filter hook input priority 0; }"], \
+        ["nft", "add", "rule", "inet", "vrrptest", "in", "ip", "protocol", "112", "drop"]
+    for argv in nft:
+        lab.run("lb2", argv, check=True)
+    assert lab.wait_owner(VIP, "lb1", 0.1) is not None
+    wait_until(lambda: lb2.vrrp()["role"] == "master", 3, what="lb2 master while partitioned")
+    assert lab.owners(VIP) == ["lb1", "lb2"]
+    wait_until(lambda: client_arp_mac(lab, VIP) == host_mac("lb2"), 3, what="client ARP on lb2 (its GARP)")
+    lab.run("lb2", ["nft", "delete", "table", "inet", "vrrptest"], check=True)
+    healed = lab.wait_owner(VIP, "lb1", 2)
+    assert healed is not None, (lb1.vrrp(), lb2.vrrp())
+    t0 = time.monotonic()
+    wait_until(lambda: client_arp_mac(lab, VIP) == host_mac("lb1"), 1.5, what="client ARP back on lb1 (GARP)")
+    print(f"partition healed: lb2 yielded in {healed * 1000:.0f} ms, client ARP on lb1 {time.monotonic() - t0:.2f}s later")
+    assert lb1.vrrp()["role"] == "master" and lb2.vrrp()["role"] == "backup"
+    assert single_owner_for(lab, "lb1", 0.5) == []
 
 
 def test_tracked_pool_moves_the_vip(lab, tmp_path):
