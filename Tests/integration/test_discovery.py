@@ -298,6 +298,40 @@ def test_dns_fault_keeps_the_last_good_set(stack, fault):
                what="discovery recovered\n" + log_excerpt(lbd, "discovery"))
 
 
+@pytest.mark.parametrize("fault", ["tcp_short", "tcp_close", "silence"])
+def test_tcp_fallback_faults_keep_the_last_good_set(stack, fault):
+    """D14: every UDP answer is truncated, and the TCP retry meets a short length prefix, a close
+    mid-exchange, or a server that never answers: each attempt ends at its deadline or the
+    close, the loop keeps serving traffic, and the last good set stays."""
+    import dns.flags
+    import dns.message
+    backends = [stack.backend(f"t{n}") for n in range(3)]
+    server = stack.consul_dns()
+    server.set_service("web", instances(backends))
+    lbd = stack.lbd({"web": srv_pool()}, resolvers=resolver(server))
+    wait_until(lambda: members_logged(lbd) == 3, 5, what="3 members")
+
+    def truncate_udp(q, transport):
+        if transport != "udp":
+            return None
+        r = dns.message.make_response(q)
+        r.flags |= dns.flags.TC
+        return r
+    server.set_fault(fault, transport="tcp")
+    server.responder = truncate_udp
+    n0 = len(server.queries(transport="tcp"))
+    with Load(lbd.port, threads=2) as load:
+        time.sleep(1.5)
+    server.responder = None
+    server.set_fault(None)
+    assert_no_errors(load, lbd)
+    assert len(server.queries(transport="tcp")) - n0 >= 2, "lbd did not retry over TCP"
+    assert events(lbd, "discovery removed backends") == []
+    failed = events(lbd, "discovery failed; keeping the last good set")
+    assert failed and failed[0]["members"] == "3", log_excerpt(lbd, "discovery")
+    wait_until(lambda: events(lbd, "discovery recovered"), 3, what="discovery recovered")
+
+
 def test_each_query_has_its_own_source_port_and_a_random_id(stack):
     """D1, D2 (RFC 5452): every query comes from a fresh socket (kernel-random source port) with a
     random ID, so a spoofer must guess both."""

@@ -24,6 +24,7 @@ def main():
     src, dst, case = sys.argv[1:4]
     vrid = int(sys.argv[4]) if len(sys.argv) > 4 else 51
     prio = int(sys.argv[5]) if len(sys.argv) > 5 else 200
+    count = int(sys.argv[6]) if len(sys.argv) > 6 else 1
     s_ip, d_ip = socket.inet_aton(src), socket.inet_aton(dst)
     vip = socket.inet_aton("10.99.0.10")
     version = 2 if case == "v2" else 3
@@ -45,7 +46,8 @@ def main():
     header = header[:10] + struct.pack("!H", csum(header)) + header[12:]
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
-    s.sendto(header + body, (dst, 0))
+    for _ in range(count):
+        s.sendto(header + body, (dst, 0))
 
 
 if __name__ == "__main__":
