@@ -95,6 +95,9 @@ def test_flood_past_maxconn_is_refused_and_the_admin_endpoint_answers(stack):
     lbd = stack.lbd({"web": h.pool([b.address])}, listeners=[h.listener("public", h.free_port(), maxconn=20)],
                     admin={"listen": f"127.0.0.1:{admin_port}"})
     lbd.admin_port = admin_port
+    # lbd's readiness probe may still hold a place for a moment.
+    wait_until(lambda: metric(metrics_text(lbd), "lbd_listener_connections", listener="public") == 0, 5,
+               what="no open connections")
     inside = [h.HttpClient(lbd.port) for _ in range(20)]
     flood = []
     try:
