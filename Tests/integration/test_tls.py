@@ -207,9 +207,11 @@ def test_reload_switches_certificate_and_open_connections_keep_working(stack, pk
     cert.write_text("not a certificate\n")
     lbd.signal(signal.SIGHUP)
     deadline = time.monotonic() + 5
-    while "reload rejected" not in lbd.stderr() and time.monotonic() < deadline:
+    # The summary line and the line per problem are written one after the other: wait for both.
+    while not ("reload rejected" in lbd.stderr() and "listeners[0].tls.certificates[0].cert" in lbd.stderr()) \
+            and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert "listeners[0].tls.certificates[0].cert" in lbd.stderr()
+    assert "listeners[0].tls.certificates[0].cert" in lbd.stderr(), lbd.stderr()[-3000:]
     r = subprocess.run(["curl", "-sS", "-X", "POST", "-H", f"Authorization: Bearer {token}", "-w", "\n%{http_code}",
                         f"http://127.0.0.1:{aport}/v1/tls/reload"], capture_output=True, text=True, timeout=10)
     assert r.stdout.endswith("409") and "old certificates kept" in r.stdout, r.stdout
