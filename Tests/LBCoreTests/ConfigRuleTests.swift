@@ -249,6 +249,16 @@ private let singleRuleCases: [(yaml: String, path: String, message: String)] = [
     ),
     (
         "pools: {web: {groups: {main: {share: 100, static: [127.0.0.1:9001]}}}}\n"
+            + "listeners: [{name: p, bind: 0.0.0.0:80, pool: web, tls: {certificates: [{cert: a.pem, key: a.key}], ticket_key_lifetime: soon}}]",
+        "listeners[0].tls.ticket_key_lifetime", "'soon' is not a duration; write a number and a unit (us, ms, s, m, h), e.g. 500ms"
+    ),
+    (
+        "pools: {web: {groups: {main: {share: 100, static: [127.0.0.1:9001]}}}}\n"
+            + "timeouts: {client_body: 0s}\nlisteners: [{name: p, bind: 0.0.0.0:80, pool: web}]",
+        "timeouts.client_body", "0s must be greater than 0"
+    ),
+    (
+        "pools: {web: {groups: {main: {share: 100, static: [127.0.0.1:9001]}}}}\n"
             + "listeners: [{name: 'pub lic', bind: 0.0.0.0:80, pool: web}]",
         "listeners[0].name", "'pub lic' is not a valid name; use letters, digits, '_', '.' and '-'"
     ),

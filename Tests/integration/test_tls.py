@@ -140,6 +140,37 @@ def test_session_resumption(stack, pki, tmp_path, version):
     assert "hello from tlsb" in second.stdout
 
 
+def test_ticket_keys_rotate_every_lifetime(stack, pki, tmp_path):
+    """Session-ticket keys are made new every tls.ticket_key_lifetime: a ticket resumes before
+    the rotation and falls back to a full handshake after it; the rotation is counted."""
+    d, made = pki
+    b = stack.backend("tlsb")
+    port, aport = h.free_port(), h.free_port()
+    listener = h.listener("secure", port, "web")
+    listener["tls"] = {"certificates": [{"cert": str(made["a"][0]), "key": str(made["a"][1])}],
+                       "ticket_key_lifetime": "3s"}
+    lbd = stack.lbd({"web": h.pool([b.address])}, [listener], admin={"listen": f"127.0.0.1:{aport}"})
+    sess = tmp_path / "sess.pem"
+    req = "GET / HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n"
+
+    def rotations():
+        text = h.get(aport, "/metrics", host="127.0.0.1").body.decode()
+        m = re.search(r'lbd_tls_ticket_key_rotations_total\{listener="secure"\} (\d+)', text)
+        return int(m.group(1)) if m else None
+    assert rotations() == 0
+    first = s_client(port, "-tls1_3", "-ign_eof", "-sess_out", str(sess), input=req, servername="a.example.test")
+    assert "hello from tlsb" in first.stdout
+    assert "Reused," in s_client(port, "-tls1_3", "-ign_eof", "-sess_in", str(sess), input=req,
+                                 servername="a.example.test").stdout
+    deadline = time.monotonic() + 6
+    while rotations() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert rotations() >= 1
+    after = s_client(port, "-tls1_3", "-ign_eof", "-sess_in", str(sess), input=req, servername="a.example.test")
+    assert "New," in after.stdout and "hello from tlsb" in after.stdout, after.stdout[-1500:]
+    assert "tls session-ticket keys rotated" in lbd.stderr()
+
+
 def test_plain_http_on_tls_port_gets_400_and_close(stack, pki):
     lbd, _ = tls_lbd(stack, pki)
     with socket.create_connection(("127.0.0.1", lbd.port), timeout=5) as s:

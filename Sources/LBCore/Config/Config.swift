@@ -146,15 +146,17 @@ public struct ListenerConfig: Sendable, Hashable {
     /// The listener with its certificate files left out (they reload; the rest needs a restart).
     var withoutTLS: ListenerConfig {
         var l = self
-        l.tls = l.tls.map { _ in ListenerTLSConfig(certificates: []) }
+        l.tls = l.tls.map { ListenerTLSConfig(certificates: [], ticketKeyLifetime: $0.ticketKeyLifetime) }
         return l
     }
 }
 
 /// `listeners[i].tls: { certificates: [{cert, key}, ...] }`. The certificate for a connection is
 /// chosen by SNI among the certificates' names (exact names before wildcards); the first one is
-/// the default. TLS 1.2 and 1.3 only, ALPN http/1.1, no renegotiation, session tickets.
+/// the default. TLS 1.2 and 1.3 only, ALPN http/1.1, no renegotiation, session tickets whose keys
+/// are made new every `ticketKeyLifetime`.
 public struct ListenerTLSConfig: Sendable, Hashable {
+    public static let defaultTicketKeyLifetime = Duration.seconds(12 * 3600)
     public struct Certificate: Sendable, Hashable {
         /// PEM: the certificate, then its chain.
         public var cert: String
@@ -162,6 +164,10 @@ public struct ListenerTLSConfig: Sendable, Hashable {
         public var key: String
     }
     public var certificates: [Certificate]
+    /// Session tickets are encrypted with keys made at random for each set of contexts; every
+    /// this long the contexts are built again (the certificate files read again), so the keys
+    /// rotate and a stolen key opens at most this much of the past (12h).
+    public var ticketKeyLifetime: Duration = ListenerTLSConfig.defaultTicketKeyLifetime
 }
 
 public struct AdminConfig: Sendable, Hashable {

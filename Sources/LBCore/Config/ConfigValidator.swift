@@ -126,7 +126,10 @@ struct ConfigValidator {
                     let key = filePath(keyText, at: cpath.index(i).key("key"))
                     if let cert, let key { list.append(.init(cert: cert, key: key)) }
                 }
-                tls = ListenerTLSConfig(certificates: list)
+                let lifetime = duration(
+                    listener.ticketKeyLifetime, at: itemPath.key("tls").key("ticket_key_lifetime"),
+                    default: ListenerTLSConfig.defaultTicketKeyLifetime)
+                tls = ListenerTLSConfig(certificates: list, ticketKeyLifetime: lifetime ?? ListenerTLSConfig.defaultTicketKeyLifetime)
             }
             guard let name = listener.name, let bind, let pool = listener.pool else { continue }
             listeners.append(

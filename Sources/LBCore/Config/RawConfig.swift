@@ -184,6 +184,8 @@ struct RawListener {
     /// `tls.certificates`: (cert, key) texts, nil for a malformed item (already reported); the
     /// list is nil without `tls`.
     var certificates: [(cert: String?, key: String?)?]?
+    /// `tls.ticket_key_lifetime`.
+    var ticketKeyLifetime: String?
 }
 
 /// `failover: { vrrp: {...} }`

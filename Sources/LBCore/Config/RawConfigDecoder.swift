@@ -222,7 +222,9 @@ struct RawConfigDecoder {
             reader.require(key, in: fields)
         }
         var certificates: [(cert: String?, key: String?)?]?
-        if let tls = reader.fields("tls", in: fields, allowed: ["certificates"]) {
+        var ticketKeyLifetime: String?
+        if let tls = reader.fields("tls", in: fields, allowed: ["certificates", "ticket_key_lifetime"]) {
+            ticketKeyLifetime = reader.text("ticket_key_lifetime", in: tls)
             reader.require("certificates", in: tls)
             let listPath = tls.path.key("certificates")
             if tls.has("certificates") {
@@ -240,6 +242,6 @@ struct RawConfigDecoder {
         return RawListener(
             name: reader.text("name", in: fields), bind: reader.text("bind", in: fields),
             mode: reader.text("mode", in: fields), pool: reader.text("pool", in: fields),
-            maxconn: reader.int("maxconn", in: fields), certificates: certificates)
+            maxconn: reader.int("maxconn", in: fields), certificates: certificates, ticketKeyLifetime: ticketKeyLifetime)
     }
 }

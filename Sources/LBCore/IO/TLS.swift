@@ -6,7 +6,8 @@
 // every handshake; the SNI callback moves it to the certificate that matches the name the client
 // asked for, exact names before wildcards (X509_check_host, RFC 6125 rules), else the first.
 // Session tickets are encrypted with the first context's keys, which OpenSSL makes at random per
-// context: a reload (which builds new contexts) rotates them.
+// context: a reload, and the rotation timer every tls.ticket_key_lifetime (Server), build new
+// contexts and so rotate them.
 
 #if canImport(Glibc)
 import Glibc
@@ -123,6 +124,7 @@ final class TLSSlot: Sendable {
     let stats = TLSStats()
     let reloads = Counter()
     let reloadFailures = Counter()
+    let ticketKeyRotations = Counter()
     init(_ set: TLSContextSet) { current = Mutex(set) }
     var contexts: TLSContextSet { current.withLock { $0 } }
 }

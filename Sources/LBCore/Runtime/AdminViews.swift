@@ -239,6 +239,7 @@ struct AdminViews {
             }
             counter("lbd_tls_reloads_total", "Certificate reloads by outcome.", l + [("result", "ok")], slot.reloads.current)
             counter("lbd_tls_reloads_total", "Certificate reloads by outcome.", l + [("result", "rejected")], slot.reloadFailures.current)
+            counter("lbd_tls_ticket_key_rotations_total", "Session-ticket key rotations (every tls.ticket_key_lifetime).", l, slot.ticketKeyRotations.current)
         }
         for l in listeners() {
             let ll = [("listener", l.listener)]

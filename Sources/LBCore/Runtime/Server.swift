@@ -43,6 +43,8 @@ public final class Server {
     private var workers: [Worker] = []
     private let controlBase: OpaquePointer
     private var signalEvents: [OpaquePointer] = []
+    /// Per TLS listener: the timer that rotates its session-ticket keys.
+    private var ticketRotations: [(timer: OpaquePointer, rotation: TicketRotation)] = []
     private var drainPoll: OpaquePointer?
     private var drainDeadline: UInt64 = 0
     private var threads: [pthread_t] = []
@@ -166,6 +168,7 @@ public final class Server {
                 signalEvents.append(ev)
             }
         }
+        startTicketRotation()
         logger.info(
             "lbd serving",
             metadata: [
@@ -443,6 +446,40 @@ extension Server {
         return problems
     }
 
+    /// One timer per TLS listener, every `tls.ticket_key_lifetime`: its contexts are built again,
+    /// which makes new session-ticket keys (tickets issued before then fall back to a full
+    /// handshake). A failure keeps the old contexts, as a reload does.
+    fileprivate func startTicketRotation() {
+        for (i, l) in fileConfig.listeners.enumerated() {
+            guard let tls = l.tls, i < tlsSlots.count, tlsSlots[i] != nil else { continue }
+            let rotation = TicketRotation(server: self, listener: i)
+            let ctx = Unmanaged.passUnretained(rotation).toOpaque()
+            guard let timer = event_new(controlBase, -1, evs(EV_PERSIST), { _, _, ctx in
+                let r = Unmanaged<TicketRotation>.fromOpaque(ctx!).takeUnretainedValue()
+                r.server.rotateTicketKeys(listener: r.listener)
+            }, ctx) else { continue }
+            var tv = tls.ticketKeyLifetime.timeval
+            event_add(timer, &tv)
+            ticketRotations.append((timer, rotation))
+        }
+    }
+
+    fileprivate func rotateTicketKeys(listener i: Int) {
+        let l = fileConfig.listeners[i]
+        guard let tls = l.tls, let slot = tlsSlots[i] else { return }
+        do {
+            let set = try TLSContextSet(tls, path: "listeners[\(i)].tls")
+            slot.current.withLock { $0 = set }
+            slot.ticketKeyRotations.add(1)
+            logger.info("tls session-ticket keys rotated", metadata: ["listener": "\(l.name)"])
+        } catch {
+            slot.reloadFailures.add(1)
+            for p in error.problems {
+                logger.error("tls ticket-key rotation failed; the old keys stay in use", metadata: ["listener": "\(l.name)", "problem": "\(p)"])
+            }
+        }
+    }
+
     func reloadTLS() -> AdminChangeError? {
         let problems = reloadCertificates(from: fileConfig)
         return problems.isEmpty ? nil : AdminChangeError(status: 409, message: "old certificates kept: " + problems.joined(separator: "; "))
@@ -450,6 +487,16 @@ extension Server {
 
     var tlsMetrics: [(listener: String, slot: TLSSlot)] {
         zip(fileConfig.listeners, tlsSlots).compactMap { l, s in s.map { (l.name, $0) } }
+    }
+}
+
+/// A TLS listener's rotation timer's context.
+private final class TicketRotation {
+    unowned let server: Server
+    let listener: Int
+    init(server: Server, listener: Int) {
+        self.server = server
+        self.listener = listener
     }
 }
 
