@@ -305,6 +305,16 @@ struct ConfigRuleTests {
         #expect(problem.message.contains("column"))
     }
 
+    @Test("collections nested past 64 levels are one problem, not a stack overflow in the YAML loader")
+    func deepNesting() {
+        let refused = [ConfigProblem(path: "", message: "collections nest deeper than 64 levels")]
+        #expect(problems("pools: " + String(repeating: "[", count: 10_000)) == refused)
+        #expect(problems("pools: " + String(repeating: "{a: ", count: 65) + "1" + String(repeating: "}", count: 65)) == refused)
+        // 64 levels (the top mapping and `pools` count) is only a wrong value, reported by path.
+        let deep = problems("pools: {web: " + String(repeating: "[", count: 62) + String(repeating: "]", count: 62) + "}")
+        #expect(!deep.isEmpty && !deep.contains { $0.message.contains("nest deeper") })
+    }
+
     @Test("a listener naming a missing pool is reported once, even when pools are empty")
     func emptyPools() {
         #expect(

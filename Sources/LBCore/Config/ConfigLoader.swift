@@ -31,6 +31,11 @@ public enum ConfigLoader {
     ///   broken rule, each at the path of the offending value.
     public static func load(yaml: String, defaultWorkers: Int) throws(ConfigError) -> LBConfig {
         let root: Node?
+        if YAMLNesting.exceedsLimit(yaml) {
+            throw ConfigError(problems: [
+                ConfigProblem(path: "", message: "collections nest deeper than \(YAMLNesting.limit) levels")
+            ])
+        }
         do {
             root = try Yams.compose(yaml: yaml)
         } catch {
