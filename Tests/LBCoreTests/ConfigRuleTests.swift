@@ -254,6 +254,16 @@ private let singleRuleCases: [(yaml: String, path: String, message: String)] = [
     ),
     (
         "pools: {web: {groups: {main: {share: 100, static: [127.0.0.1:9001]}}}}\n"
+            + "listeners: [{name: p, bind: 0.0.0.0:80, pool: web, tls: {certificates: [{cert: a.pem, key: a.key}], session_tickets: 9}}]",
+        "listeners[0].tls.session_tickets", "9 is outside 0...8"
+    ),
+    (
+        "pools: {web: {groups: {main: {share: 100, static: [127.0.0.1:9001]}}}}\n"
+            + "listeners: [{name: p, bind: 0.0.0.0:80, pool: web, tls: {certificates: [{cert: a.pem, key: a.key}], ciphersuites: [a]}}]",
+        "listeners[0].tls.ciphersuites", "expected text, found a list"
+    ),
+    (
+        "pools: {web: {groups: {main: {share: 100, static: [127.0.0.1:9001]}}}}\n"
             + "timeouts: {client_body: 0s}\nlisteners: [{name: p, bind: 0.0.0.0:80, pool: web}]",
         "timeouts.client_body", "0s must be greater than 0"
     ),

@@ -107,6 +107,84 @@ def test_old_protocols_refused(stack, pki):
     assert "TLSv1.2" in s_client(lbd.port, "-tls1_2", servername="a.example.test").stdout
 
 
+def _cipher(out: str) -> str:
+    m = re.search(r"Cipher is (\S+)", out)
+    return m.group(1) if m else ""
+
+
+def _tickets(out: str) -> int:
+    """NewSessionTicket messages `s_client -msg` saw from the server."""
+    return len(re.findall(r"^<<< .*NewSessionTicket", out, re.M))
+
+
+REQ = "GET / HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n"
+
+
+def test_server_cipher_order_and_one_ticket(stack, pki):
+    """The server's order decides (AES-128-GCM first, even for a client that lists AES-256 first),
+    except that a client putting ChaCha20 first gets it; TLS 1.2 offers forward secrecy with AEAD
+    only; a full handshake sends one session ticket, which resumes."""
+    lbd, _ = tls_lbd(stack, pki)
+    sn = "a.example.test"
+    out = s_client(lbd.port, "-tls1_3", "-ciphersuites", "TLS_AES_256_GCM_SHA384:TLS_AES_128_GCM_SHA256",
+                   servername=sn).stdout
+    assert _cipher(out) == "TLS_AES_128_GCM_SHA256", out[-1500:]
+    out = s_client(lbd.port, "-tls1_3", "-ciphersuites", "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+                   servername=sn).stdout
+    assert _cipher(out) == "TLS_CHACHA20_POLY1305_SHA256", out[-1500:]
+    assert _cipher(s_client(lbd.port, "-tls1_2", servername=sn).stdout) == "ECDHE-ECDSA-AES128-GCM-SHA256"
+    for weak in ("ECDHE-ECDSA-AES128-SHA", "AES128-GCM-SHA256"):   # CBC; no forward secrecy
+        r = s_client(lbd.port, "-tls1_2", "-cipher", weak, servername=sn)
+        assert _cipher(r.stdout) in ("", "(NONE)") and "BEGIN CERTIFICATE" not in r.stdout, r.stdout[-1500:]
+    out = s_client(lbd.port, "-tls1_3", "-msg", "-ign_eof", input=REQ, servername=sn).stdout
+    assert "hello from tlsb" in out and _tickets(out) == 1, out[-3000:]
+
+
+def test_configured_ciphers_and_no_tickets(stack, pki, tmp_path):
+    """tls.ciphersuites, tls.ciphers and session_tickets: 0 (no tickets in either version; TLS 1.2
+    sessions still resume by ID)."""
+    d, made = pki
+    b = stack.backend("tlsb")
+    port = h.free_port()
+    listener = h.listener("secure", port, "web")
+    listener["tls"] = {"certificates": [{"cert": str(made["a"][0]), "key": str(made["a"][1])}],
+                       "ciphersuites": "TLS_AES_256_GCM_SHA384", "ciphers": "ECDHE-ECDSA-AES256-GCM-SHA384",
+                       "session_tickets": 0}
+    stack.lbd({"web": h.pool([b.address])}, [listener])
+    sn = "a.example.test"
+    out = s_client(port, "-tls1_3", "-msg", "-ign_eof", input=REQ, servername=sn).stdout
+    assert _cipher(out) == "TLS_AES_256_GCM_SHA384" and "hello from tlsb" in out, out[-1500:]
+    assert _tickets(out) == 0, out[-3000:]
+    r = s_client(port, "-tls1_3", "-ciphersuites", "TLS_AES_128_GCM_SHA256", servername=sn)
+    assert _cipher(r.stdout) in ("", "(NONE)"), r.stdout[-1500:]
+    assert _cipher(s_client(port, "-tls1_2", servername=sn).stdout) == "ECDHE-ECDSA-AES256-GCM-SHA384"
+    sess = tmp_path / "sess.pem"
+    first = s_client(port, "-tls1_2", "-msg", "-ign_eof", "-sess_out", str(sess), input=REQ, servername=sn)
+    assert "hello from tlsb" in first.stdout and _tickets(first.stdout) == 0, first.stdout[-3000:]
+    second = s_client(port, "-tls1_2", "-ign_eof", "-sess_in", str(sess), input=REQ, servername=sn)
+    assert "Reused," in second.stdout and "hello from tlsb" in second.stdout, second.stdout[-2000:]
+
+
+def test_tls_option_problems_by_path(pki, tmp_path):
+    d, made = pki
+    cert = {"cert": str(made["a"][0]), "key": str(made["a"][1])}
+    cfg = h.make_config({"web": h.pool(["127.0.0.1:9"])}, [
+        dict(h.listener("a", 8443, "web"), tls={"certificates": [cert], "ciphersuites": "TLS_NOPE_SHA256",
+                                                 "ciphers": "NOPE-CIPHER"}),
+        dict(h.listener("b", 8444, "web"), tls={"certificates": [cert], "session_tickets": -1}),
+    ])
+    path = tmp_path / "bad.yaml"
+    path.write_text(h.to_yaml(cfg))
+    out = h.run_lbd_cmd(["check", "--config", str(path)]).stderr
+    assert "listeners[1].tls.session_tickets: -1 is outside 0...8" in out, out
+    cfg["listeners"] = cfg["listeners"][:1]
+    path.write_text(h.to_yaml(cfg))
+    r = h.run_lbd_cmd(["check", "--config", str(path)])
+    assert r.returncode == 1
+    assert "listeners[0].tls.ciphersuites: OpenSSL accepts no TLS 1.3 suite in 'TLS_NOPE_SHA256'" in r.stderr, r.stderr
+    assert "listeners[0].tls.ciphers: OpenSSL accepts no TLS 1.2 cipher in 'NOPE-CIPHER'" in r.stderr, r.stderr
+
+
 def test_client_renegotiation_is_refused(stack, pki):
     """R6: a TLS 1.2 client asking to renegotiate is refused (no_renegotiation), and lbd keeps
     serving."""
@@ -201,6 +279,52 @@ def _request(tls_sock) -> bytes:
         assert chunk, data
         data += chunk
     return data
+
+
+def _read_to_close(tls_sock) -> tuple[bytes, str]:
+    """Reads until the connection ends: ("close_notify" | "ragged eof", bytes read)."""
+    data = b""
+    while True:
+        try:
+            chunk = tls_sock.recv(65536)
+        except (ssl.SSLEOFError, ConnectionResetError):
+            return data, "ragged eof"
+        if not chunk:
+            return data, "close_notify"
+        data += chunk
+
+
+def test_clean_close_sends_close_notify_and_an_abort_does_not(stack, pki):
+    """The last response of a Connection: close exchange ends with close_notify; a response cut
+    short by its backend ends without it, so a TLS client can tell the body is truncated."""
+    d, made = pki
+
+    def truncating(sock):
+        h.read_request_head(sock)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + b"y" * 100)
+        time.sleep(0.2)
+        sock.close()
+    cut = stack.server(truncating, "cut")
+    good = stack.backend("tlsb")
+    ports = [h.free_port(), h.free_port()]
+    listeners = []
+    for name, port, pool in (("whole", ports[0], "web"), ("cut", ports[1], "cut")):
+        listener = h.listener(name, port, pool)
+        listener["tls"] = {"certificates": [{"cert": str(made["a"][0]), "key": str(made["a"][1])}]}
+        listeners.append(listener)
+    stack.lbd({"web": h.pool([good.address]), "cut": h.pool([cut.address])}, listeners)
+    for port, want in ((ports[0], "close_notify"), (ports[1], "ragged eof")):
+        raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+        with _context(d / "ca.pem").wrap_socket(raw, server_hostname="a.example.test",
+                                                suppress_ragged_eofs=False) as t:
+            t.sendall(b"GET / HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n")
+            data, end = _read_to_close(t)
+        assert end == want, (port, data[:200])
+        assert data.startswith(b"HTTP/1.1 200 OK"), data[:200]
+        if want == "close_notify":
+            assert data.endswith(b"hello from tlsb\n"), data[-200:]
+        else:
+            assert data.endswith(b"y" * 100), data[-200:]
 
 
 def test_reload_switches_certificate_and_open_connections_keep_working(stack, pki, tmp_path):

@@ -129,7 +129,16 @@ struct ConfigValidator {
                 let lifetime = duration(
                     listener.ticketKeyLifetime, at: itemPath.key("tls").key("ticket_key_lifetime"),
                     default: ListenerTLSConfig.defaultTicketKeyLifetime)
-                tls = ListenerTLSConfig(certificates: list, ticketKeyLifetime: lifetime ?? ListenerTLSConfig.defaultTicketKeyLifetime)
+                let tlsPath = itemPath.key("tls")
+                var config = ListenerTLSConfig(certificates: list, ticketKeyLifetime: lifetime ?? ListenerTLSConfig.defaultTicketKeyLifetime)
+                // The lists themselves are checked by OpenSSL when the contexts are built.
+                if let text = listener.ciphersuites { config.ciphersuites = text }
+                if let text = listener.ciphers { config.ciphers = text }
+                let tickets = int(
+                    listener.sessionTickets, at: tlsPath.key("session_tickets"), in: ListenerTLSConfig.sessionTicketsRange,
+                    default: 1)
+                config.sessionTickets = tickets ?? 1
+                tls = config
             }
             guard let name = listener.name, let bind, let pool = listener.pool else { continue }
             listeners.append(

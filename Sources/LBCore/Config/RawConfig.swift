@@ -186,6 +186,10 @@ struct RawListener {
     var certificates: [(cert: String?, key: String?)?]?
     /// `tls.ticket_key_lifetime`.
     var ticketKeyLifetime: String?
+    /// `tls.ciphersuites`, `tls.ciphers`, `tls.session_tickets`.
+    var ciphersuites: String?
+    var ciphers: String?
+    var sessionTickets: Int?
 }
 
 /// `failover: { vrrp: {...} }`

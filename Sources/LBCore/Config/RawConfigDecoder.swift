@@ -223,8 +223,15 @@ struct RawConfigDecoder {
         }
         var certificates: [(cert: String?, key: String?)?]?
         var ticketKeyLifetime: String?
-        if let tls = reader.fields("tls", in: fields, allowed: ["certificates", "ticket_key_lifetime"]) {
+        var ciphersuites: String?
+        var ciphers: String?
+        var sessionTickets: Int?
+        let tlsKeys = ["certificates", "ticket_key_lifetime", "ciphersuites", "ciphers", "session_tickets"]
+        if let tls = reader.fields("tls", in: fields, allowed: tlsKeys) {
             ticketKeyLifetime = reader.text("ticket_key_lifetime", in: tls)
+            ciphersuites = reader.text("ciphersuites", in: tls)
+            ciphers = reader.text("ciphers", in: tls)
+            sessionTickets = reader.int("session_tickets", in: tls)
             reader.require("certificates", in: tls)
             let listPath = tls.path.key("certificates")
             if tls.has("certificates") {
@@ -242,6 +249,7 @@ struct RawConfigDecoder {
         return RawListener(
             name: reader.text("name", in: fields), bind: reader.text("bind", in: fields),
             mode: reader.text("mode", in: fields), pool: reader.text("pool", in: fields),
-            maxconn: reader.int("maxconn", in: fields), certificates: certificates, ticketKeyLifetime: ticketKeyLifetime)
+            maxconn: reader.int("maxconn", in: fields), certificates: certificates, ticketKeyLifetime: ticketKeyLifetime,
+            ciphersuites: ciphersuites, ciphers: ciphers, sessionTickets: sessionTickets)
     }
 }

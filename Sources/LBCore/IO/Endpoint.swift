@@ -58,6 +58,11 @@ final class Endpoint {
     private var tlsHandshakeDone = false
     /// A TLS read needed to write (handshake flight against a full socket buffer).
     private var tlsReadWantsWrite = false
+    /// Server side: the records OpenSSL wrote, not yet sent (`EvbufferBIO`). Part of `outputLength`.
+    private var ciphertext: OpaquePointer?
+    /// close_notify goes out after the last byte of `output` (`closeTLSWhenFlushed`).
+    private var closeNotifyWanted = false
+    private var closeNotifySent = false
     private(set) var isTLS = false
     /// Client side (to a backend): why the handshake failed, for the log and metrics.
     private(set) var tlsFailure: String?
@@ -88,6 +93,12 @@ final class Endpoint {
         if let ssl {
             SSL_free(ssl)
             self.ssl = nil
+        }
+        if let c = ciphertext {
+            // Records already made (an alert, close_notify, deferred tickets): one try.
+            if evbuffer_get_length(c) > 0 { _ = sendOnce(c) }
+            evbuffer_free(c)
+            ciphertext = nil
         }
         _ = Glibc.close(fd)
         delegate = nil
@@ -148,18 +159,22 @@ final class Endpoint {
             delegate?.endpointDidFail(self, errno: EPROTO)
             return false
         }
-        guard let s = contexts.newSSL(fd: fd) else {
+        let buffer = evbuffer_new()!
+        guard let s = contexts.newSSL(fd: fd, ciphertext: buffer) else {
+            evbuffer_free(buffer)
             tlsStats?.failed("other")
             setReading(false)
             delegate?.endpointDidFail(self, errno: ENOMEM)
             return false
         }
         ssl = s
+        ciphertext = buffer
         return true
     }
 
     var inputLength: Int { evbuffer_get_length(input) }
-    var outputLength: Int { evbuffer_get_length(output) }
+    /// Bytes queued for the peer: `output`, plus records made from it but not yet sent.
+    var outputLength: Int { evbuffer_get_length(output) + (ciphertext.map { evbuffer_get_length($0) } ?? 0) }
 
     /// Turns read interest on or off; a no-op when unchanged (no epoll_ctl churn).
     func setReading(_ on: Bool) {
@@ -206,9 +221,10 @@ final class Endpoint {
     }
 
     private func writeNow() -> Int32? {
+        if let ssl, let ciphertext { return writeTLSBuffered(ssl, ciphertext) }
         if let ssl { return writeTLS(ssl) }
         while evbuffer_get_length(output) > 0 {
-            let n = sendOnce()
+            let n = sendOnce(output)
             if n > 0 {
                 evbuffer_drain(output, n)
                 continue
@@ -224,14 +240,14 @@ final class Endpoint {
         return nil
     }
 
-    /// One `sendmsg` of up to 16 chains of `output`, without draining it. Socket calls
+    /// One `sendmsg` of up to 16 chains of `buffer`, without draining it. Socket calls
     /// (send/recv families) skip the VFS file-position locking that writev/readv pay on every call.
-    private func sendOnce() -> Int {
+    private func sendOnce(_ buffer: OpaquePointer) -> Int {
         var vecs = (iovec(), iovec(), iovec(), iovec(), iovec(), iovec(), iovec(), iovec(),
                     iovec(), iovec(), iovec(), iovec(), iovec(), iovec(), iovec(), iovec())
         return withUnsafeMutableBytes(of: &vecs) { raw in
             let v = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
-            let count = min(16, Int(evbuffer_peek(output, -1, nil, v, 16)))
+            let count = min(16, Int(evbuffer_peek(buffer, -1, nil, v, 16)))
             let flags = Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)
             if count == 1 {
                 return retryingEINTR { send(fd, v[0].iov_base, v[0].iov_len, flags) }
@@ -243,11 +259,25 @@ final class Endpoint {
         }
     }
 
+    /// TLS: close_notify follows the last byte of `output` (in the same send when it can), once
+    /// the handshake finished; for a clean close. Takes effect on the next write (`flush`).
+    func closeTLSWhenFlushed() {
+        closeNotifyWanted = true
+    }
+
     /// Sends FIN once `output` is empty (call again after a drain).
     func shutdownWriteWhenFlushed() {
         guard !isClosed, !didShutdownWrite, outputLength == 0, !isConnecting else { return }
         didShutdownWrite = true
-        if let ssl, tlsHandshakeDone { _ = SSL_shutdown(ssl) }
+        if let ssl, tlsHandshakeDone, !closeNotifySent {
+            closeNotifySent = true
+            _ = SSL_shutdown(ssl)
+            // The alert is all there is to send: one try, the FIN follows it.
+            if let c = ciphertext, evbuffer_get_length(c) > 0 {
+                let n = sendOnce(c)
+                if n > 0 { evbuffer_drain(c, n) }
+            }
+        }
         _ = shutdown(fd, Int32(SHUT_WR))
     }
 
@@ -349,6 +379,66 @@ final class Endpoint {
         }
     }
 
+    /// Server side: encrypts `output` into `ciphertext` while under 64 KiB of records wait, then
+    /// sends them; close_notify joins the last record when wanted.
+    private func writeTLSBuffered(_ ssl: OpaquePointer, _ cipher: OpaquePointer) -> Int32? {
+        while true {
+            encrypt: while evbuffer_get_length(cipher) < 65_536 {
+                let length = evbuffer_get_length(output)
+                if length == 0 {
+                    if closeNotifyWanted, !closeNotifySent, tlsHandshakeDone {
+                        closeNotifySent = true
+                        ERR_clear_error()
+                        _ = SSL_shutdown(ssl)
+                    }
+                    break
+                }
+                let n = min(length, 16_384)
+                guard let p = evbuffer_pullup(output, n) else { return ENOMEM }
+                ERR_clear_error()
+                let r = SSL_write(ssl, p, Int32(n))
+                if r > 0 {
+                    evbuffer_drain(output, Int(r))
+                    continue
+                }
+                switch SSL_get_error(ssl, r) {
+                case SSL_ERROR_WANT_READ:
+                    // A handshake in progress: the client's answer must be read first.
+                    setReading(true)
+                    break encrypt
+                case SSL_ERROR_WANT_WRITE:
+                    break encrypt
+                default:
+                    ERR_clear_error()
+                    return EPIPE
+                }
+            }
+            guard evbuffer_get_length(cipher) > 0 else { break }
+            let n = sendOnce(cipher)
+            if n > 0 {
+                evbuffer_drain(cipher, n)
+                if evbuffer_get_length(cipher) > 0 || evbuffer_get_length(output) > 0 { continue }
+                break
+            }
+            let e = errno
+            if n < 0 && (e == EAGAIN || e == EWOULDBLOCK) {
+                armWrite()
+                return nil
+            }
+            return n < 0 ? e : EPIPE
+        }
+        disarmWrite()
+        return nil
+    }
+
+    /// After a read: whether records OpenSSL made while reading may wait for the next write. After
+    /// a TLS 1.3 handshake they are session tickets (or a key update), which can ride with the
+    /// response; handshake flights and TLS 1.2's last flight must go now.
+    private var mayDeferCiphertext: Bool {
+        guard let ssl, ciphertext != nil, tlsHandshakeDone, !closeNotifyWanted else { return false }
+        return evbuffer_get_length(output) == 0 && SSL_version(ssl) == TLS1_3_VERSION
+    }
+
     private func writeTLS(_ ssl: OpaquePointer) -> Int32? {
         while true {
             let length = evbuffer_get_length(output)
@@ -401,7 +491,7 @@ final class Endpoint {
         }
         let n = readOnce()
         // A read may finish a client handshake that a write was waiting for.
-        if ssl != nil, n != -2, evbuffer_get_length(output) > 0, !isWriteArmed, let err = writeNow() {
+        if ssl != nil, n != -2, outputLength > 0, !isWriteArmed, !mayDeferCiphertext, let err = writeNow() {
             setReading(false)
             delegate?.endpointDidFail(self, errno: err)
             return
@@ -425,10 +515,10 @@ final class Endpoint {
         guard !isClosed else { return }
         if tlsReadWantsWrite {
             tlsReadWantsWrite = false
-            if evbuffer_get_length(output) == 0 { disarmWrite() }
+            if outputLength == 0 { disarmWrite() }
             handleReadable()
             guard !isClosed else { return }
-            if evbuffer_get_length(output) == 0 { return }
+            if outputLength == 0 { return }
         }
         if isConnecting {
             let err = socketError(fd)

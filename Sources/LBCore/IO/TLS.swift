@@ -12,6 +12,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CLibevent
 import COpenSSL
 import Synchronization
 
@@ -41,8 +42,23 @@ final class TLSContextSet: @unchecked Sendable {
                 continue
             }
             _ = lbd_SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION)
-            _ = SSL_CTX_set_options(ctx, LBD_SSL_OP_NO_RENEGOTIATION | LBD_SSL_OP_NO_COMPRESSION)
-            _ = lbd_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER))
+            var options = LBD_SSL_OP_NO_RENEGOTIATION | LBD_SSL_OP_NO_COMPRESSION
+            options |= LBD_SSL_OP_CIPHER_SERVER_PREFERENCE | LBD_SSL_OP_PRIORITIZE_CHACHA
+            if config.sessionTickets == 0 { options |= LBD_SSL_OP_NO_TICKET }
+            _ = SSL_CTX_set_options(ctx, options)
+            _ = SSL_CTX_set_num_tickets(ctx, config.sessionTickets)
+            // The same lists go to every context, so a bad one is reported once.
+            ERR_clear_error()
+            if SSL_CTX_set_ciphersuites(ctx, config.ciphersuites) != 1, i == 0 {
+                problems.append(TLSProblem(path: "\(path).ciphersuites", message: "OpenSSL accepts no TLS 1.3 suite in '\(config.ciphersuites)': \(tlsErrorText())"))
+            }
+            if SSL_CTX_set_cipher_list(ctx, config.ciphers) != 1, i == 0 {
+                problems.append(TLSProblem(path: "\(path).ciphers", message: "OpenSSL accepts no TLS 1.2 cipher in '\(config.ciphers)': \(tlsErrorText())"))
+            }
+            // The chain sent is the one in the certificate file. Without NO_AUTO_CHAIN OpenSSL
+            // builds a chain for every handshake from the context's store, which is empty here,
+            // so that work only costs time.
+            _ = lbd_SSL_CTX_set_mode(ctx, Int(SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_NO_AUTO_CHAIN))
             SSL_CTX_set_alpn_select_cb(ctx, alpnSelect, nil)
             // Read whole socket buffers rather than a record header and then its body (two recv
             // calls per record); Endpoint drains what OpenSSL holds (SSL_has_pending).
@@ -94,10 +110,20 @@ final class TLSContextSet: @unchecked Sendable {
         }
     }
 
-    /// A server-side SSL for an accepted socket.
-    func newSSL(fd: Int32) -> OpaquePointer? {
+    /// A server-side SSL for an accepted socket: it reads the socket, and writes its records into
+    /// `ciphertext`, which the Endpoint sends (see `EvbufferBIO`).
+    func newSSL(fd: Int32, ciphertext: OpaquePointer) -> OpaquePointer? {
         guard let ssl = SSL_new(contexts[0]) else { return nil }
-        SSL_set_fd(ssl, fd)
+        guard let rbio = BIO_new_socket(fd, BIO_NOCLOSE) else {
+            SSL_free(ssl)
+            return nil
+        }
+        guard let wbio = EvbufferBIO.make(ciphertext) else {
+            BIO_free(rbio)
+            SSL_free(ssl)
+            return nil
+        }
+        SSL_set_bio(ssl, rbio, wbio)
         SSL_set_accept_state(ssl)
         return ssl
     }
@@ -111,6 +137,36 @@ final class TLSContextSet: @unchecked Sendable {
             }
         }
         return nil
+    }
+}
+
+/// A write-only BIO that appends OpenSSL's records to an evbuffer, so that what several TLS calls
+/// produce leaves in one sendmsg (the handshake flight; after it the session tickets, the response
+/// and close_notify together), and the Endpoint decides when to send. It never blocks: the
+/// Endpoint encrypts only while little ciphertext is waiting.
+enum EvbufferBIO {
+    private final class Method: @unchecked Sendable {
+        // @unchecked: a BIO_METHOD is made once and only read afterwards.
+        let method: OpaquePointer?
+        init() {
+            method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "lbd evbuffer")
+            guard let method else { return }
+            _ = BIO_meth_set_write(method) { bio, data, length in
+                guard let bio, let data, length > 0, let buffer = BIO_get_data(bio) else { return length == 0 ? 0 : -1 }
+                return evbuffer_add(OpaquePointer(buffer), data, Int(length)) == 0 ? length : -1
+            }
+            // BIO_flush must succeed (OpenSSL flushes after each flight); nothing else applies.
+            _ = BIO_meth_set_ctrl(method) { _, cmd, _, _ in cmd == BIO_CTRL_FLUSH ? 1 : 0 }
+        }
+    }
+    private static let shared = Method()
+
+    /// A BIO writing into `buffer`, which must outlive it.
+    static func make(_ buffer: OpaquePointer) -> OpaquePointer? {
+        guard let method = shared.method, let bio = BIO_new(method) else { return nil }
+        BIO_set_data(bio, UnsafeMutableRawPointer(buffer))
+        BIO_set_init(bio, 1)
+        return bio
     }
 }
 

@@ -462,6 +462,11 @@ final class HTTPSession: Session, EndpointDelegate {
             return
         }
         if case .untilClose = responseBody, up.isEOF { responseBody = .done }
+        // The last response of a cleanly closing connection (as responseComplete decides):
+        // close_notify leaves in the same send as its last bytes.
+        if responseBody.isDone, closeAfterResponse || client.isEOF, requestBody.isDone, client.inputLength == 0 {
+            client.closeTLSWhenFlushed()
+        }
         if client.flush() != nil {
             finish()
             return
@@ -635,6 +640,8 @@ final class HTTPSession: Session, EndpointDelegate {
         phase = .closing
         lingering = linger
         releaseUpstream(reuse: false)
+        // After a clean last response, close_notify leaves with its last bytes.
+        if !linger { client.closeTLSWhenFlushed() }
         if client.flush() != nil {
             finish()
             return
@@ -646,6 +653,10 @@ final class HTTPSession: Session, EndpointDelegate {
 
     private func lingerAfterFlush() {
         guard lingering else {
+            // A clean end: TLS says so with close_notify (RFC 8446 6.1), which also keeps a TLS 1.2
+            // session resumable by ID. An abort closes without it, so a client can tell.
+            client.closeTLSWhenFlushed()
+            client.flush()
             finish()
             return
         }
