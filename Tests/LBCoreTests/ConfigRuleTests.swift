@@ -98,6 +98,7 @@ private let singleRuleCases: [(yaml: String, path: String, message: String)] = [
     (file("limits: {max_chunk_extension: 0}"), "limits.max_chunk_extension", "0 is outside 1...1073741824"),
     (file("limits: {max_pipeline_depth: 1025}"), "limits.max_pipeline_depth", "1025 is outside 1...1024"),
     (file("limits: {max_buffer: 16383}"), "limits.max_buffer", "16383 is outside 16384...1073741824"),
+    (file("limits: {max_buffer_total: 1048575}"), "limits.max_buffer_total", "1048575 is outside 1048576...1099511627776"),
     (
         file("resolvers: {consul: {nameservers: []}}"), "resolvers.consul.nameservers",
         "at least one nameserver is required"

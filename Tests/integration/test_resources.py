@@ -332,3 +332,82 @@ def test_malformed_request_flood_is_counted_and_its_logging_rate_limited(stack):
     assert 0 < len(lines) <= bound, f"{len(lines)} lines for 1500 rejections in {elapsed:.1f}s (bound {bound})"
     assert len(lines) + left_out <= 1500
     assert lbd.alive()
+
+
+def _plain_metric(text: str, name: str) -> float:
+    """A metric without labels."""
+    import re
+    m = re.search(rf"^{name}(?:{{}})? (\S+)$", text, re.M)
+    assert m, f"no {name} in /metrics"
+    return float(m.group(1))
+
+
+def _held_bytes(lbd) -> int:
+    return int(_plain_metric(metrics_text(lbd), "lbd_buffered_bytes"))
+
+
+def _uploads_against_a_stalled_backend(stack, limits: dict, n=30, size=4 * MB, stall=3.0):
+    """n uploads of `size` to a backend that reads nothing for `stall` seconds, then everything.
+    Returns (peak lbd_buffered_bytes seen while stalled, statuses, lbd)."""
+    import threading
+    gate = threading.Event()
+
+    def handler(sock):
+        buf = h.read_request_head(sock)
+        have = len(buf) - (buf.index(b"\r\n\r\n") + 4)
+        gate.wait(20)
+        while have < size:
+            d = sock.recv(1 << 20)
+            if not d:
+                return
+            have += len(d)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    srv = stack.server(handler, "stalled")
+    aport = h.free_port()
+    lbd = stack.lbd({"web": h.pool([srv.address])}, limits=limits, admin={"listen": f"127.0.0.1:{aport}"},
+                    timeouts={"backend_response": "30s", "client_body": "30s"})
+    lbd.admin_port = aport
+    statuses = [None] * n
+
+    def upload(i):
+        try:
+            with h.connect(lbd.port, timeout=30) as s:
+                s.sendall(b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % size)
+                s.sendall(b"u" * size)
+                reply = s.recv(4096)
+                statuses[i] = reply.split(b" ", 2)[1] if reply.count(b" ") >= 2 else reply
+        except OSError as e:
+            statuses[i] = repr(e)
+
+    threads = [threading.Thread(target=upload, args=(i,), daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    peak = 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < stall:
+        peak = max(peak, _held_bytes(lbd))
+        time.sleep(0.02)
+    gate.set()
+    for t in threads:
+        t.join(30)
+    return peak, statuses, lbd
+
+
+def test_buffers_of_all_connections_stay_under_max_buffer_total(stack):
+    """R5, the global bound. 30 uploads of 4 MiB to a backend that reads nothing for 3 s: with
+    the default max_buffer_total lbd holds about 2 x max_buffer (256 KiB) for each; with 1 MiB
+    it stops reading them once the workers' buffers pass it (overshoot: one 64 KiB read per
+    connection). When the backend reads again every upload completes, and nothing stays held."""
+    free_peak, statuses, _ = _uploads_against_a_stalled_backend(stack, {})
+    assert statuses == [b"200"] * 30, statuses
+    capped_peak, statuses, lbd = _uploads_against_a_stalled_backend(stack, {"max_buffer_total": MB})
+    print(f"peak buffered: {free_peak / MB:.1f} MiB at the default limit, {capped_peak / MB:.1f} MiB "
+          f"with max_buffer_total 1 MiB")
+    assert free_peak > 6 * MB, free_peak
+    assert capped_peak <= MB + 30 * 65536 + 65536, capped_peak
+    assert statuses == [b"200"] * 30, statuses
+    text = metrics_text(lbd)
+    assert _plain_metric(text, "lbd_buffer_pauses_total") >= 1
+    assert _plain_metric(text, "lbd_buffered_bytes_limit") == MB
+    wait_until(lambda: _held_bytes(lbd) == 0, 5, "buffers empty after the uploads")

@@ -271,10 +271,16 @@ public struct HTTPLimits: Sendable, Hashable {
     public var maxPipelineDepth: Int
     /// Bytes buffered towards a slow reader before the other side stops being read (256 KiB).
     public var maxBuffer: Int
+    /// Bytes all connections together may hold in buffers, split evenly between workers (1 GiB):
+    /// above it no connection reads until what is held drains below 7/8 of it.
+    public var maxBufferTotal: Int
+    public static let maxBufferTotalRange = (1 << 20)...(1 << 40)
     public init(
         maxRequestLine: Int = 8192, maxHeaderBytes: Int = 32768, maxHeaderCount: Int = 100,
-        maxChunkExtension: Int = 4096, maxPipelineDepth: Int = 32, maxBuffer: Int = 262_144
+        maxChunkExtension: Int = 4096, maxPipelineDepth: Int = 32, maxBuffer: Int = 262_144,
+        maxBufferTotal: Int = 1 << 30
     ) {
+        self.maxBufferTotal = maxBufferTotal
         self.maxRequestLine = maxRequestLine
         self.maxHeaderBytes = maxHeaderBytes
         self.maxHeaderCount = maxHeaderCount

@@ -189,7 +189,9 @@ struct ConfigValidator {
                 ?? defaults.maxChunkExtension,
             maxPipelineDepth: read(raw.maxPipelineDepth, "max_pipeline_depth", 1...1024, defaults.maxPipelineDepth)
                 ?? defaults.maxPipelineDepth,
-            maxBuffer: read(raw.maxBuffer, "max_buffer", 16_384...bytes, defaults.maxBuffer) ?? defaults.maxBuffer)
+            maxBuffer: read(raw.maxBuffer, "max_buffer", 16_384...bytes, defaults.maxBuffer) ?? defaults.maxBuffer,
+            maxBufferTotal: read(raw.maxBufferTotal, "max_buffer_total", HTTPLimits.maxBufferTotalRange, defaults.maxBufferTotal)
+                ?? defaults.maxBufferTotal)
     }
 
     private mutating func validateLog(_ raw: RawLog) -> LogConfig {

@@ -83,6 +83,7 @@ struct RawLimits {
     var maxChunkExtension: Int?
     var maxPipelineDepth: Int?
     var maxBuffer: Int?
+    var maxBufferTotal: Int?
 }
 
 /// `log: { level, access_log }`

@@ -80,7 +80,7 @@ struct RawConfigDecoder {
     private mutating func decodeLimits(_ top: FieldSet) -> RawLimits {
         let keys = [
             "max_request_line", "max_header_bytes", "max_header_count", "max_chunk_extension",
-            "max_pipeline_depth", "max_buffer",
+            "max_pipeline_depth", "max_buffer", "max_buffer_total",
         ]
         guard let fields = reader.fields("limits", in: top, allowed: keys) else { return RawLimits() }
         return RawLimits(
@@ -89,7 +89,8 @@ struct RawConfigDecoder {
             maxHeaderCount: reader.int("max_header_count", in: fields),
             maxChunkExtension: reader.int("max_chunk_extension", in: fields),
             maxPipelineDepth: reader.int("max_pipeline_depth", in: fields),
-            maxBuffer: reader.int("max_buffer", in: fields))
+            maxBuffer: reader.int("max_buffer", in: fields),
+            maxBufferTotal: reader.int("max_buffer_total", in: fields))
     }
 
     private mutating func decodeResolver(_ node: Node, at path: ConfigPath) -> RawResolver {

@@ -35,6 +35,8 @@ final class HTTPSession: Session, EndpointDelegate {
     let clientAddress: String
     private var timer: OpaquePointer?
     private var phase = Phase.head
+    /// Bytes this session last reported to the worker's BufferBudget.
+    private var heldBytes = 0
     private var deadline = Deadline.head
     private var limits: HTTPLimits { worker.config.limits }
     private var timeouts: DeadlineTimevals { worker.shared.deadlines }
@@ -94,6 +96,8 @@ final class HTTPSession: Session, EndpointDelegate {
         closeAfterResponse = true
         if phase == .head && client.inputLength == 0 { finish() }
     }
+
+    func budgetFreed() { updateInterest() }
 
     // MARK: timers
 
@@ -678,29 +682,39 @@ final class HTTPSession: Session, EndpointDelegate {
         releaseUpstream(reuse: false)
         if let t = timer { event_del(t) }
         client.close()
+        worker.budget.report(&heldBytes, 0)
+        worker.budget.forget(self)
         worker.unregister(self, listener: listener.index)
+        worker.budget.wakeIfRoom()
     }
 
     // MARK: back-pressure
 
-    /// Reads on a side only while the buffers it would fill are below the limit.
+    /// Reads on a side only while the buffers it would fill are below the limit, and while the
+    /// worker's buffers are within its share of max_buffer_total (BufferBudget).
     private func updateInterest() {
         guard phase != .closed else { return }
         let max = limits.maxBuffer
+        let budget = worker.budget
+        budget.report(&heldBytes, client.inputLength + client.outputLength + (upstream.map { $0.inputLength + $0.outputLength } ?? 0))
+        let room = !budget.isOver
         switch phase {
         case .closing:
+            // Input is discarded while closing; reading it holds nothing.
             client.setReading(true)
         default:
             let upstreamFull = (upstream?.outputLength ?? 0) >= max
-            client.setReading(client.inputLength < max && !upstreamFull)
+            client.setReading(room && client.inputLength < max && !upstreamFull)
         }
         if let up = upstream {
-            up.setReading(phase == .forwarding && client.outputLength < max)
+            up.setReading(room && phase == .forwarding && client.outputLength < max)
         }
+        if !room && phase != .closing { budget.pause(self) }
         if phase == .forwarding && response != nil { watchClientBacklog(full: client.outputLength >= max) }
         if phase == .forwarding && response == nil && !requestBody.isDone {
             watchRequestBody(upstreamFull: (upstream?.outputLength ?? 0) >= max)
         }
+        budget.wakeIfRoom()
     }
 
     /// While the backend takes none of the body (its buffer full) the stall is the backend's: the

@@ -24,6 +24,8 @@ final class TCPSession: Session, EndpointDelegate {
     private var attempts = 0
     private var closed = false
     private var connected = false
+    /// Bytes this session last reported to the worker's BufferBudget.
+    private var heldBytes = 0
     private var timeouts: DeadlineTimevals { worker.shared.deadlines }
 
     init(worker: Worker, listener: WorkerListener, fd: Int32, clientAddress: String) {
@@ -42,6 +44,8 @@ final class TCPSession: Session, EndpointDelegate {
 
     /// TCP sessions carry no request boundary: they run on until they end or the grace expires.
     func beginDrain() {}
+
+    func budgetFreed() { pump() }
 
     private func arm(_ after: timeval) {
         guard let t = timer else { return }
@@ -150,8 +154,13 @@ final class TCPSession: Session, EndpointDelegate {
             finish()
             return
         }
-        client.setReading(up.outputLength < max)
-        up.setReading(client.outputLength < max)
+        let budget = worker.budget
+        budget.report(&heldBytes, client.inputLength + client.outputLength + up.inputLength + up.outputLength)
+        let room = !budget.isOver
+        client.setReading(room && up.outputLength < max)
+        up.setReading(room && client.outputLength < max)
+        if !room { budget.pause(self) }
+        budget.wakeIfRoom()
     }
 
     private func finish() {
@@ -165,6 +174,9 @@ final class TCPSession: Session, EndpointDelegate {
         upstream?.close()
         upstream = nil
         client.close()
+        worker.budget.report(&heldBytes, 0)
+        worker.budget.forget(self)
         worker.unregister(self, listener: listener.index)
+        worker.budget.wakeIfRoom()
     }
 }

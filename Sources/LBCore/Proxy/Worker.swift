@@ -15,6 +15,8 @@ import Synchronization
 protocol Session: AnyObject {
     /// Graceful shutdown began: stop taking new requests, finish the current one.
     func beginDrain()
+    /// The worker's buffers fell below the budget after this session paused for it.
+    func budgetFreed()
 }
 
 /// Process-wide state shared by the control thread and every worker. Immutable except atomics.
@@ -39,6 +41,8 @@ final class ServerShared: Sendable {
     let tls: [TLSSlot?]
     /// TLS contexts for groups whose backends speak TLS.
     let backendTLS = BackendTLSRegistry()
+    /// Bytes held in connection buffers against limits.max_buffer_total.
+    let buffers: BufferStats
 
     init(
         config: LBConfig, store: SnapshotStore, logger: Logger, accessLogger: Logger?, healthReports: HealthReports?,
@@ -55,6 +59,7 @@ final class ServerShared: Sendable {
         listenerOpen = config.listeners.map { _ in Counter() }
         listenerStats = config.listeners.map { _ in ListenerStats() }
         deadlines = DeadlineTimevals(config.timeouts)
+        buffers = BufferStats(limit: config.limits.maxBufferTotal)
     }
 }
 
@@ -119,6 +124,8 @@ final class Worker: @unchecked Sendable {
     private(set) var isDraining = false
     /// "rejected request" lines: at most 10 a second per worker.
     var rejectionLog = LogRateLimit(burst: 10)
+    /// This worker's share of limits.max_buffer_total.
+    let budget: BufferBudget
     let finished = Atomic<Bool>(false)
     /// When the loop last ran its 1 s sweep (monotonic ns): a loop that stops turning cannot
     /// accept, and VRRP tracking faults the instance (a listener is down).
@@ -129,6 +136,7 @@ final class Worker: @unchecked Sendable {
     init(index: Int, shared: ServerShared) throws(SystemCallError) {
         self.index = index
         self.shared = shared
+        budget = BufferBudget(limit: shared.config.limits.maxBufferTotal / max(1, shared.config.workers), stats: shared.buffers)
         guard let b = event_base_new() else { throw SystemCallError(call: "event_base_new", errno: errno) }
         base = b
         snapshot = shared.store.load()
@@ -337,6 +345,7 @@ final class Worker: @unchecked Sendable {
         let w = Unmanaged<Worker>.fromOpaque(ctx!).takeUnretainedValue()
         w.heartbeat.store(monotonicNanos(), ordering: .relaxed)
         w.sweepIdle()
+        w.budget.wakeIfRoom()
     }
 }
 

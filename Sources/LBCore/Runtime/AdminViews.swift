@@ -19,6 +19,8 @@ struct AdminViews {
     var tls: () -> [(listener: String, slot: TLSSlot)] = { [] }
     /// Per listener: its open connections and what it turned away or timed out.
     var listeners: () -> [(listener: String, open: Int, stats: ListenerStats)] = { [] }
+    /// Connection buffers against limits.max_buffer_total.
+    var buffers: BufferStats?
     var backendTLS: BackendTLSRegistry?
 
     private struct Row {
@@ -252,6 +254,11 @@ struct AdminViews {
                         ll + [("status", "\(status)")], n)
             }
             counter("lbd_client_body_timeouts_total", "Requests answered 408 because the client sent under 1 KiB of body in timeouts.client_body.", ll, l.stats.clientBodyTimeouts.current)
+        }
+        if let b = buffers {
+            gauge("lbd_buffered_bytes", "Bytes held in connection buffers, all workers.", [], Double(b.held.current))
+            gauge("lbd_buffered_bytes_limit", "limits.max_buffer_total.", [], Double(b.limit))
+            counter("lbd_buffer_pauses_total", "Times a connection stopped reading because its worker's buffers were over its share of limits.max_buffer_total.", [], b.pauses.current)
         }
         let reloads = reloads()
         counter("lbd_reloads_total", "Configuration reloads by outcome.", [("result", "ok")], reloads.ok)

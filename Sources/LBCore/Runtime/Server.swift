@@ -128,6 +128,7 @@ public final class Server {
                 pair: { [unowned self] in (self.failover?.engine.status, self.peerSync?.stats, self.failover?.settings) })
             views.tls = { [unowned self] in self.tlsMetrics }
             views.backendTLS = shared.backendTLS
+            views.buffers = shared.buffers
             let shared = shared
             views.listeners = {
                 shared.config.listeners.indices.map { i in
