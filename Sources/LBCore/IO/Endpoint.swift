@@ -54,6 +54,9 @@ final class Endpoint {
     private var ssl: OpaquePointer?
     /// Set by `startTLS` until the first byte arrives.
     private var tlsPending: TLSContextSet?
+    /// The contexts `ssl` came from, kept while it lives: OpenSSL's callbacks (SNI, tickets) find
+    /// the set through unretained pointers, and a reload may replace the listener's set meanwhile.
+    private var tlsContexts: TLSContextSet?
     private var tlsStats: TLSStats?
     private var tlsHandshakeDone = false
     /// A TLS read needed to write (handshake flight against a full socket buffer).
@@ -169,6 +172,7 @@ final class Endpoint {
         }
         ssl = s
         ciphertext = buffer
+        tlsContexts = contexts
         return true
     }
 

@@ -5,9 +5,9 @@
 // workers (an SSL_CTX is safe to create SSL objects from on any thread). The first context takes
 // every handshake; the SNI callback moves it to the certificate that matches the name the client
 // asked for, exact names before wildcards (X509_check_host, RFC 6125 rules), else the first.
-// Session tickets are encrypted with the first context's keys, which OpenSSL makes at random per
-// context: a reload, and the rotation timer every tls.ticket_key_lifetime (Server), build new
-// contexts and so rotate them.
+// Session tickets are encrypted with the set's ticket keys (TicketKeys.swift): a reload, and the
+// rotation timer every tls.ticket_key_lifetime (Server), build new contexts with a new key, and
+// the key they replace still opens tickets for one more lifetime.
 
 #if canImport(Glibc)
 import Glibc
@@ -29,9 +29,12 @@ final class TLSContextSet: @unchecked Sendable {
     let contexts: [OpaquePointer]
     /// Subject names, for logs and `/v1/tls`.
     let subjects: [String]
+    /// Session-ticket keys: new ones, and `previousTicketKey` (the set this one replaces) still
+    /// decrypting.
+    let ticketKeys: TicketKeyRing
 
     /// Builds and checks every certificate; throws every problem found, by path.
-    init(_ config: ListenerTLSConfig, path: String) throws(TLSConfigError) {
+    init(_ config: ListenerTLSConfig, path: String, previousTicketKey: TicketKey? = nil) throws(TLSConfigError) {
         var contexts: [OpaquePointer] = []
         var subjects: [String] = []
         var problems: [TLSProblem] = []
@@ -87,12 +90,16 @@ final class TLSContextSet: @unchecked Sendable {
             contexts.append(ctx)
             subjects.append(subjectName(ctx))
         }
-        guard problems.isEmpty, !contexts.isEmpty else {
+        let key = TicketKey.random()
+        if key == nil { problems.append(TLSProblem(path: path, message: "no random bytes for session-ticket keys: \(tlsErrorText())")) }
+        guard problems.isEmpty, !contexts.isEmpty, let key else {
             for ctx in contexts { SSL_CTX_free(ctx) }
             throw TLSConfigError(problems: problems.isEmpty ? [TLSProblem(path: path, message: "no certificate")] : problems)
         }
         self.contexts = contexts
         self.subjects = subjects
+        ticketKeys = TicketKeyRing(current: key, previous: previousTicketKey)
+        for ctx in contexts { ticketKeys.install(on: ctx) }
         let me = Unmanaged.passUnretained(self).toOpaque()
         _ = lbd_SSL_CTX_set_tlsext_servername_callback(contexts[0], serverNameCallback)
         _ = lbd_SSL_CTX_set_tlsext_servername_arg(contexts[0], me)

@@ -432,7 +432,7 @@ extension Server {
             guard i < tlsSlots.count, let slot = tlsSlots[i] else { continue }
             guard let tls = config.listeners.first(where: { $0.name == l.name })?.tls ?? l.tls else { continue }
             do {
-                let set = try TLSContextSet(tls, path: "listeners[\(i)].tls")
+                let set = try TLSContextSet(tls, path: "listeners[\(i)].tls", previousTicketKey: slot.contexts.ticketKeys.current)
                 slot.current.withLock { $0 = set }
                 slot.reloads.add(1)
                 logger.notice("tls certificates reloaded", metadata: ["listener": "\(l.name)", "subjects": "\(set.subjects.joined(separator: " | "))"])
@@ -448,8 +448,8 @@ extension Server {
     }
 
     /// One timer per TLS listener, every `tls.ticket_key_lifetime`: its contexts are built again,
-    /// which makes new session-ticket keys (tickets issued before then fall back to a full
-    /// handshake). A failure keeps the old contexts, as a reload does.
+    /// which makes a new session-ticket key; the one it replaces still opens tickets until the
+    /// next rotation. A failure keeps the old contexts, as a reload does.
     fileprivate func startTicketRotation() {
         for (i, l) in fileConfig.listeners.enumerated() {
             guard let tls = l.tls, i < tlsSlots.count, tlsSlots[i] != nil else { continue }
@@ -469,7 +469,7 @@ extension Server {
         let l = fileConfig.listeners[i]
         guard let tls = l.tls, let slot = tlsSlots[i] else { return }
         do {
-            let set = try TLSContextSet(tls, path: "listeners[\(i)].tls")
+            let set = try TLSContextSet(tls, path: "listeners[\(i)].tls", previousTicketKey: slot.contexts.ticketKeys.current)
             slot.current.withLock { $0 = set }
             slot.ticketKeyRotations.add(1)
             logger.info("tls session-ticket keys rotated", metadata: ["listener": "\(l.name)"])
