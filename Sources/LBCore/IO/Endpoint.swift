@@ -227,21 +227,35 @@ final class Endpoint {
     private func writeNow() -> Int32? {
         if let ssl, let ciphertext { return writeTLSBuffered(ssl, ciphertext) }
         if let ssl { return writeTLS(ssl) }
-        while evbuffer_get_length(output) > 0 {
-            let n = sendOnce(output)
+        switch sendAll(output) {
+        case .blocked: return nil
+        case .failed(let e): return e
+        case .sent:
+            disarmWrite()
+            return nil
+        }
+    }
+
+    private enum SendOutcome {
+        case sent, blocked, failed(Int32)
+    }
+
+    /// Sends `buffer` until it is empty, or the kernel would block (the write event is armed).
+    private func sendAll(_ buffer: OpaquePointer) -> SendOutcome {
+        while evbuffer_get_length(buffer) > 0 {
+            let n = sendOnce(buffer)
             if n > 0 {
-                evbuffer_drain(output, n)
+                evbuffer_drain(buffer, n)
                 continue
             }
             let e = errno
             if n < 0 && (e == EAGAIN || e == EWOULDBLOCK) {
                 armWrite()
-                return nil
+                return .blocked
             }
-            return n < 0 ? e : EPIPE
+            return .failed(n < 0 ? e : EPIPE)
         }
-        disarmWrite()
-        return nil
+        return .sent
     }
 
     /// One `sendmsg` of up to 16 chains of `buffer`, without draining it. Socket calls
@@ -397,39 +411,27 @@ final class Endpoint {
                     }
                     break
                 }
-                let n = min(length, 16_384)
-                guard let p = evbuffer_pullup(output, n) else { return ENOMEM }
-                ERR_clear_error()
-                let r = SSL_write(ssl, p, Int32(n))
-                if r > 0 {
-                    evbuffer_drain(output, Int(r))
+                switch writeRecord(ssl) {
+                case .wrote:
                     continue
-                }
-                switch SSL_get_error(ssl, r) {
-                case SSL_ERROR_WANT_READ:
+                case .wantRead:
                     // A handshake in progress: the client's answer must be read first.
                     setReading(true)
                     break encrypt
-                case SSL_ERROR_WANT_WRITE:
+                case .wantWrite:
                     break encrypt
-                default:
+                case .failed(let e):
                     ERR_clear_error()
-                    return EPIPE
+                    return e
                 }
             }
             guard evbuffer_get_length(cipher) > 0 else { break }
-            let n = sendOnce(cipher)
-            if n > 0 {
-                evbuffer_drain(cipher, n)
-                if evbuffer_get_length(cipher) > 0 || evbuffer_get_length(output) > 0 { continue }
-                break
+            switch sendAll(cipher) {
+            case .blocked: return nil
+            case .failed(let e): return e
+            case .sent: break
             }
-            let e = errno
-            if n < 0 && (e == EAGAIN || e == EWOULDBLOCK) {
-                armWrite()
-                return nil
-            }
-            return n < 0 ? e : EPIPE
+            if evbuffer_get_length(output) == 0 { break }
         }
         disarmWrite()
         return nil
@@ -443,30 +445,44 @@ final class Endpoint {
         return evbuffer_get_length(output) == 0 && SSL_version(ssl) == TLS1_3_VERSION
     }
 
+    private enum RecordWrite {
+        case wrote, wantRead, wantWrite, failed(Int32)
+    }
+
+    /// One SSL_write of up to 16 KiB from the front of `output`; what it wrote is drained.
+    private func writeRecord(_ ssl: OpaquePointer) -> RecordWrite {
+        let n = min(evbuffer_get_length(output), 16_384)
+        guard let p = evbuffer_pullup(output, n) else { return .failed(ENOMEM) }
+        ERR_clear_error()
+        let r = SSL_write(ssl, p, Int32(n))
+        if r > 0 {
+            evbuffer_drain(output, Int(r))
+            return .wrote
+        }
+        switch SSL_get_error(ssl, r) {
+        case SSL_ERROR_WANT_READ: return .wantRead
+        case SSL_ERROR_WANT_WRITE: return .wantWrite
+        default: return .failed(EPIPE)
+        }
+    }
+
+    /// Client side (to a backend): SSL_write straight to the socket.
     private func writeTLS(_ ssl: OpaquePointer) -> Int32? {
-        while true {
-            let length = evbuffer_get_length(output)
-            guard length > 0 else { break }
-            let n = min(length, 16_384)
-            guard let p = evbuffer_pullup(output, n) else { return ENOMEM }
-            ERR_clear_error()
-            let r = SSL_write(ssl, p, Int32(n))
-            if r > 0 {
-                evbuffer_drain(output, Int(r))
+        while evbuffer_get_length(output) > 0 {
+            switch writeRecord(ssl) {
+            case .wrote:
                 continue
-            }
-            switch SSL_get_error(ssl, r) {
-            case SSL_ERROR_WANT_WRITE:
+            case .wantWrite:
                 armWrite()
                 return nil
-            case SSL_ERROR_WANT_READ:
+            case .wantRead:
                 // A handshake in progress: the answer must be read for the write to go on.
                 setReading(true)
                 return nil
-            default:
+            case .failed(let e):
                 recordClientFailure(ssl)
                 ERR_clear_error()
-                return EPIPE
+                return e
             }
         }
         disarmWrite()
