@@ -326,6 +326,15 @@ struct ConfigRuleTests {
         #expect(!deep.isEmpty && !deep.contains { $0.message.contains("nest deeper") })
     }
 
+    @Test("a leading byte-order mark does not hide deep nesting from the check (the fuzzer's second crash)")
+    func deepNestingAfterByteOrderMark() throws {
+        let corpus = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("Fuzz/corpus/config/bom-deep-nesting.yaml")
+        let text = String(decoding: try Data(contentsOf: corpus), as: UTF8.self)
+        #expect(text.hasPrefix("\u{FEFF}"))
+        #expect(problems(text) == [ConfigProblem(path: "", message: "collections nest deeper than 64 levels")])
+    }
+
     @Test("a listener naming a missing pool is reported once, even when pools are empty")
     func emptyPools() {
         #expect(

@@ -2,7 +2,10 @@
 // recursively, one stack frame pair per level, so a file of 10,000 `[` (or far fewer under a
 // sanitizer) overflows the stack and kills the process, which on SIGHUP would be the running
 // daemon. libyaml's event parser keeps its own explicit stack, so counting its collection events
-// is safe at any depth. (Found by the config fuzzer after 6.2M executions.)
+// is safe at any depth. (Found by the config fuzzer after 6.2M executions.) The parser is set up
+// as Yams sets up its own, UTF-8 declared rather than detected: with detection libyaml eats a
+// leading byte-order mark, without it the mark counts as a column, so the same bytes can parse
+// as a different tree (the fuzzer's second crash: 8 events here, 2,161 levels in Yams).
 
 import CYaml
 
@@ -16,6 +19,7 @@ enum YAMLNesting {
         var parser = yaml_parser_t()
         guard yaml_parser_initialize(&parser) == 1 else { return false }
         defer { yaml_parser_delete(&parser) }
+        yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING)
         var bytes = Array(text.utf8)
         return bytes.withUnsafeMutableBufferPointer { buffer in
             yaml_parser_set_input_string(&parser, buffer.baseAddress, buffer.count)
