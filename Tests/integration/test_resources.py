@@ -215,7 +215,9 @@ def test_many_slow_uploads_are_bounded_and_answered_408_without_blaming_the_back
     assert 2.5 <= elapsed <= 8
     assert sum(1 for d in answered.values() if d.startswith(b"HTTP/1.1 408")) >= 190, \
         {d[:20] for d in answered.values()}
-    assert max(latencies) < 0.5, latencies
+    # Loose bounds (a loaded CI machine once took 0.65 s for one of them): slow uploads holding
+    # the loop would show as seconds on every request, not a single slow one.
+    assert sorted(latencies)[len(latencies) // 2] < 0.2 and max(latencies) < 2.0, latencies
     assert rss.max_kib < 64 * 1024
     text = metrics_text(lbd)
     assert metric(text, "lbd_client_body_timeouts_total", listener="public") >= 190
