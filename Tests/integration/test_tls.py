@@ -218,6 +218,26 @@ def test_session_resumption(stack, pki, tmp_path, version):
     assert "hello from tlsb" in second.stdout
 
 
+def test_tls13_resumption_brings_a_fresh_ticket(stack, pki, tmp_path):
+    """A TLS 1.3 ticket is single-use for clients such as curl and wrk, so each resumed
+    connection must carry a new one (OpenSSL's own behaviour); otherwise every other connection
+    of such a client is a full handshake. A chain of resumptions, each from the ticket the last
+    one received, keeps resuming."""
+    lbd, _ = tls_lbd(stack, pki)
+    req = "GET / HTTP/1.1\r\nHost: a.example.test\r\nConnection: close\r\n\r\n"
+    sess = tmp_path / "sess-0.pem"
+    first = s_client(lbd.port, "-tls1_3", "-ign_eof", "-sess_out", str(sess), input=req, servername="a.example.test")
+    assert "hello from tlsb" in first.stdout
+    for i in range(1, 4):
+        nxt = tmp_path / f"sess-{i}.pem"
+        out = s_client(lbd.port, "-tls1_3", "-ign_eof", "-sess_in", str(sess), "-sess_out", str(nxt),
+                       input=req, servername="a.example.test").stdout
+        assert "Reused," in out and "hello from tlsb" in out, out[-2000:]
+        assert out.count("Post-Handshake New Session Ticket arrived") == 1, out[-2000:]
+        assert nxt.read_bytes() != sess.read_bytes()
+        sess = nxt
+
+
 @pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
 def test_ticket_keys_rotate_every_lifetime(stack, pki, tmp_path, version):
     """Session-ticket keys are made new every tls.ticket_key_lifetime, and the key a rotation

@@ -70,8 +70,9 @@ final class TicketKeyRing: Sendable {
     }
 }
 
-/// OpenSSL's ticket callback: 1 with the current key, 2 with the previous one (decrypt and send
-/// a renewed ticket), 0 for an unknown key name (a full handshake), -1 on an error.
+/// OpenSSL's ticket callback: 1 with the current key, 2 with the previous one or under TLS 1.3
+/// (decrypt and send a renewed ticket), 0 for an unknown key name (a full handshake), -1 on an
+/// error.
 private let ticketKeyCallback: @convention(c) (
     OpaquePointer?, UnsafeMutablePointer<UInt8>?, UnsafeMutablePointer<UInt8>?, OpaquePointer?, OpaquePointer?, Int32
 ) -> Int32 = { ssl, name, iv, cipher, mac, encrypt in
@@ -87,7 +88,11 @@ private let ticketKeyCallback: @convention(c) (
     }
     let given = Array(UnsafeBufferPointer(start: name, count: 16))
     if given == ring.current.name {
-        return ring.current.prepare(cipher: cipher, mac: mac, iv: iv, encrypt: false) ? 1 : -1
+        // TLS 1.3 clients use a ticket once (curl, wrk, browsers), so a resumed connection gets
+        // a new one, as OpenSSL does with its own keys; without it every other connection of
+        // such a client is a full handshake. A TLS 1.2 ticket stays valid and is not reissued.
+        let renew = SSL_version(ssl) >= TLS1_3_VERSION
+        return ring.current.prepare(cipher: cipher, mac: mac, iv: iv, encrypt: false) ? (renew ? 2 : 1) : -1
     }
     if let previous = ring.previous, given == previous.name {
         return previous.prepare(cipher: cipher, mac: mac, iv: iv, encrypt: false) ? 2 : -1
