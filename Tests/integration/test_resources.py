@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import resource
 import socket
 import time
@@ -348,7 +349,7 @@ def _held_bytes(lbd) -> int:
     return int(_plain_metric(metrics_text(lbd), "lbd_buffered_bytes"))
 
 
-def _uploads_against_a_stalled_backend(stack, limits: dict, n=30, size=4 * MB):
+def _uploads_against_a_stalled_backend(stack, limits: dict, n=30, size=4 * MB, client_body="30s"):
     """n uploads of `size` to a backend that reads nothing until lbd's buffered bytes stop growing
     (no new peak for 1 s, at most 15 s), then everything. Returns (that peak, statuses, lbd)."""
     import threading
@@ -371,7 +372,7 @@ def _uploads_against_a_stalled_backend(stack, limits: dict, n=30, size=4 * MB):
     srv.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     aport = h.free_port()
     lbd = stack.lbd({"web": h.pool([srv.address])}, limits=limits, admin={"listen": f"127.0.0.1:{aport}"},
-                    timeouts={"backend_response": "30s", "client_body": "30s"})
+                    timeouts={"backend_response": "30s", "client_body": client_body})
     lbd.admin_port = aport
     statuses = [None] * n
 
@@ -419,4 +420,21 @@ def test_buffers_of_all_connections_stay_under_max_buffer_total(stack):
     text = metrics_text(lbd)
     assert _plain_metric(text, "lbd_buffer_pauses_total") >= 1
     assert _plain_metric(text, "lbd_buffered_bytes_limit") == MB
+    wait_until(lambda: _held_bytes(lbd) == 0, 5, "buffers empty after the uploads")
+
+
+def test_a_body_stalled_by_max_buffer_total_gets_503_not_408(stack):
+    """When lbd stops reading request bodies because its buffers are over max_buffer_total, the
+    stall is lbd's: a body that makes no progress within client_body is answered 503 (come back
+    later) and counted as a squeeze, not 408 and a client-body timeout. Uploads whose backend
+    stalled instead wait for it (backend_response) and complete."""
+    _, statuses, lbd = _uploads_against_a_stalled_backend(stack, {"max_buffer_total": MB}, client_body="1s")
+    text = metrics_text(lbd)
+    rejected = statuses.count(b"503")
+    print(f"{rejected} of 30 uploads answered 503 while lbd was squeezed")
+    assert rejected >= 1, statuses
+    assert set(statuses) <= {b"200", b"503"}, statuses
+    assert _plain_metric(text, "lbd_buffer_squeeze_rejections_total") == rejected
+    assert "lbd_client_body_timeouts_total" not in text or \
+        all(float(v) == 0 for v in re.findall(r"^lbd_client_body_timeouts_total\{[^}]*\} (\S+)$", text, re.M))
     wait_until(lambda: _held_bytes(lbd) == 0, 5, "buffers empty after the uploads")

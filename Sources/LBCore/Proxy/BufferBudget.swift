@@ -5,7 +5,8 @@
 // Each worker gets an even share. A session reports the bytes its buffers hold after every
 // event; while the worker is over its share, sessions stop reading from either side. What they
 // hold still goes out to the peers, which brings the total down, and below 7/8 of the share the
-// paused sessions are woken. A squeeze that lasts is ended by the sessions' own deadlines.
+// paused sessions are woken. A squeeze that lasts is ended by the sessions' own deadlines; a
+// request body that stalls while lbd is squeezed is answered 503, not the client's 408.
 
 /// Process-wide figures for /metrics.
 final class BufferStats: Sendable {
@@ -13,6 +14,8 @@ final class BufferStats: Sendable {
     let held = Counter()
     /// Times a session stopped reading because its worker was over its share.
     let pauses = Counter()
+    /// Request bodies answered 503 because they stalled while their worker was over its share.
+    let squeezed = Counter()
     let limit: Int
     init(limit: Int) { self.limit = limit }
 }

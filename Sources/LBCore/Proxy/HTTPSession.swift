@@ -74,6 +74,9 @@ final class HTTPSession: Session, EndpointDelegate {
     private var outputAtWriteDeadline = 0
     /// Request body bytes forwarded since the body deadline was last armed.
     private var bodyProgress = 0
+    /// The worker was over max_buffer_total at some point of this client_body window, so a
+    /// stalled body may be lbd's doing.
+    private var squeezed = false
 
     init(worker: Worker, listener: WorkerListener, fd: Int32, clientAddress: String) {
         self.worker = worker
@@ -103,6 +106,7 @@ final class HTTPSession: Session, EndpointDelegate {
 
     private func arm(_ kind: Deadline, _ after: timeval) {
         deadline = kind
+        if kind == .body { squeezed = worker.budget.isOver }
         guard let t = timer else { return }
         var tv = after
         event_add(t, &tv)
@@ -133,6 +137,11 @@ final class HTTPSession: Session, EndpointDelegate {
             }
         case (.connecting, _):
             connectFailed(errno: ETIMEDOUT)
+        case (.forwarding, .body) where squeezed:
+            // lbd stopped reading the body for max_buffer_total during this window: the stall
+            // is lbd's, so the client is told to come back rather than blamed (R5).
+            worker.shared.buffers.squeezed.add(1)
+            respondError(status: 503, reason: "Service Unavailable", log: "request body stalled by limits.max_buffer_total")
         case (.forwarding, .body):
             // The client sent less than 1 KiB of its body in timeouts.client_body: its stall,
             // not the backend's (S3).
@@ -709,7 +718,10 @@ final class HTTPSession: Session, EndpointDelegate {
         if let up = upstream {
             up.setReading(room && phase == .forwarding && client.outputLength < max)
         }
-        if !room && phase != .closing { budget.pause(self) }
+        if !room && phase != .closing {
+            budget.pause(self)
+            squeezed = true
+        }
         if phase == .forwarding && response != nil { watchClientBacklog(full: client.outputLength >= max) }
         if phase == .forwarding && response == nil && !requestBody.isDone {
             watchRequestBody(upstreamFull: (upstream?.outputLength ?? 0) >= max)

@@ -259,6 +259,7 @@ struct AdminViews {
             gauge("lbd_buffered_bytes", "Bytes held in connection buffers, all workers.", [], Double(b.held.current))
             gauge("lbd_buffered_bytes_limit", "limits.max_buffer_total.", [], Double(b.limit))
             counter("lbd_buffer_pauses_total", "Times a connection stopped reading because its worker's buffers were over its share of limits.max_buffer_total.", [], b.pauses.current)
+            counter("lbd_buffer_squeeze_rejections_total", "Requests answered 503 because their body stalled while lbd had stopped reading it for limits.max_buffer_total.", [], b.squeezed.current)
         }
         let reloads = reloads()
         counter("lbd_reloads_total", "Configuration reloads by outcome.", [("result", "ok")], reloads.ok)
