@@ -279,6 +279,26 @@ def test_ticket_keys_rotate_every_lifetime(stack, pki, tmp_path, version):
     assert "tls session-ticket keys rotated" in lbd.stderr()
 
 
+def test_tls13_ticket_follows_a_finished_that_came_alone(stack, pki):
+    """A TLS 1.3 client that writes its Finished and its request separately, with Nagle on (ab,
+    many libraries), holds the request until its Finished is acknowledged. lbd answers a
+    Finished that came without a request at once (the session ticket, which carries the ACK)
+    instead of holding the ticket for the response, which would leave the request to wait for
+    the kernel's 40 ms delayed ACK."""
+    import select
+    d, _ = pki
+    lbd, _ = tls_lbd(stack, pki)
+    ctx = _context(d / "ca.pem")
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    with socket.create_connection(("127.0.0.1", lbd.port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="a.example.test") as s:
+            assert s.version() == "TLSv1.3"
+            # Nothing sent after the handshake: lbd must still send something (the ticket).
+            readable, _, _ = select.select([s], [], [], 3)
+            assert readable, "no session ticket after a Finished that came without a request"
+            assert b"hello from tlsb" in _request(s)
+
+
 def test_plain_http_on_tls_port_gets_400_and_close(stack, pki):
     lbd, _ = tls_lbd(stack, pki)
     with socket.create_connection(("127.0.0.1", lbd.port), timeout=5) as s:

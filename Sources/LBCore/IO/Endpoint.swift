@@ -437,9 +437,13 @@ final class Endpoint {
         return nil
     }
 
-    /// After a read: whether records OpenSSL made while reading may wait for the next write. After
-    /// a TLS 1.3 handshake they are session tickets (or a key update), which can ride with the
-    /// response; handshake flights and TLS 1.2's last flight must go now.
+    /// After a read that brought data: whether records OpenSSL made while reading may wait for the
+    /// next write. After a TLS 1.3 handshake they are session tickets (or a key update), which can
+    /// ride with the response; handshake flights and TLS 1.2's last flight must go now. A read
+    /// that finished the handshake but brought no request sends them at once: a client that
+    /// writes its Finished and its request separately with Nagle on (ab, many libraries) holds
+    /// the request until its Finished is acknowledged, and a ticket held back here would leave
+    /// that to the 40 ms delayed ACK.
     private var mayDeferCiphertext: Bool {
         guard let ssl, ciphertext != nil, tlsHandshakeDone, !closeNotifyWanted else { return false }
         return evbuffer_get_length(output) == 0 && SSL_version(ssl) == TLS1_3_VERSION
@@ -510,8 +514,9 @@ final class Endpoint {
             }
         }
         let n = readOnce()
-        // A read may finish a client handshake that a write was waiting for.
-        if ssl != nil, n != -2, outputLength > 0, !isWriteArmed, !mayDeferCiphertext, let err = writeNow() {
+        // A read may finish a client handshake that a write was waiting for. Records OpenSSL
+        // made while reading wait for the response only if the read brought a request to answer.
+        if ssl != nil, n != -2, outputLength > 0, !isWriteArmed, !(n > 0 && mayDeferCiphertext), let err = writeNow() {
             setReading(false)
             delegate?.endpointDidFail(self, errno: err)
             return
