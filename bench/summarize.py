@@ -12,7 +12,7 @@ import sys
 PROXIES = ("lbd", "haproxy")
 QUIET = 5.0  # a round is quiet when other work took less than this % of the proxy CPU
 SCENARIO_TITLE = {"keepalive": "keep-alive", "close": "Connection: close", "tls-keepalive": "TLS keep-alive",
-                  "tls-close": "TLS handshake per request"}
+                  "tls-close": "TLS resumed handshake per request", "tls-full": "TLS full handshake per request (ab)"}
 
 
 def load(path):
