@@ -181,12 +181,6 @@ final class Endpoint {
     var outputLength: Int { evbuffer_get_length(output) + (ciphertext.map { evbuffer_get_length($0) } ?? 0) }
 
     /// Turns read interest on or off; a no-op when unchanged (no epoll_ctl churn).
-    /// Handles whatever the peer has sent so far as if the poll had reported it; nothing if
-    /// nothing came.
-    func readWithoutPoll() {
-        if isReading { handleReadable() }
-    }
-
     func setReading(_ on: Bool) {
         guard !isClosed, on != isReading, let e = readEvent else { return }
         if on {

@@ -102,11 +102,6 @@ final class HTTPSession: Session, EndpointDelegate {
 
     func budgetFreed() { updateInterest() }
 
-    /// A client usually sends its request (or ClientHello) right after connecting, so it is
-    /// already there when the connection is accepted: read it now rather than after a poll
-    /// (HAProxy does the same). Costs one failed read when nothing came yet.
-    func accepted() { client.readWithoutPoll() }
-
     // MARK: timers
 
     private func arm(_ kind: Deadline, _ after: timeval) {

@@ -17,12 +17,6 @@ protocol Session: AnyObject {
     func beginDrain()
     /// The worker's buffers fell below the budget after this session paused for it.
     func budgetFreed()
-    /// The worker has registered the session; it may read what the client already sent.
-    func accepted()
-}
-
-extension Session {
-    func accepted() {}
 }
 
 /// Process-wide state shared by the control thread and every worker. Immutable except atomics.
@@ -308,7 +302,6 @@ final class Worker: @unchecked Sendable {
         case .tcp: session = TCPSession(worker: self, listener: wl, fd: fd, clientAddress: peer)
         }
         register(session)
-        session.accepted()
     }
 
     private static let onAccept: evconnlistener_cb = { _, fd, address, _, ctx in
