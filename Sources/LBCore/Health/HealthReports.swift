@@ -7,7 +7,6 @@
 import Glibc
 #endif
 import CLibevent
-import Synchronization
 
 /// One outcome of live traffic to a backend of a pool.
 struct HealthReport: Sendable {
@@ -16,42 +15,30 @@ struct HealthReport: Sendable {
     let outcome: PassiveHealth.Outcome
 }
 
-final class HealthReports: @unchecked Sendable {
-    // @unchecked: `queue` is only touched with `lock` held. A pthread mutex rather than
-    // Synchronization.Mutex: every worker appends here at once when a backend fails, and
-    // ThreadSanitizer reported the Mutex-guarded appends as a race (it models pthread locking
-    // exactly; the futex-based Mutex it did not, in one CI run of many).
-    private let lock = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
-    private var queue: [HealthReport] = []
+final class HealthReports: Sendable {
+    private let queue = Locked<[HealthReport]>([])
     /// Never added, only activated from any thread (notes/libevent-swift.md section 6).
     nonisolated(unsafe) private let doorbell: OpaquePointer
 
     init(doorbell: OpaquePointer) {
         self.doorbell = doorbell
-        pthread_mutex_init(lock, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(lock)
-        lock.deallocate()
     }
 
     /// Any thread.
     func report(_ r: HealthReport) {
-        pthread_mutex_lock(lock)
-        let wasEmpty = queue.isEmpty
-        if queue.count < 65_536 { queue.append(r) }
-        pthread_mutex_unlock(lock)
+        let wasEmpty = queue.withLock { q in
+            defer { if q.count < 65_536 { q.append(r) } }
+            return q.isEmpty
+        }
         if wasEmpty { event_active(doorbell, EV_READ, 0) }
     }
 
     /// Control loop only.
     func drain() -> [HealthReport] {
-        pthread_mutex_lock(lock)
-        let all = queue
-        queue.removeAll(keepingCapacity: true)
-        pthread_mutex_unlock(lock)
-        return all
+        queue.withLock { q in
+            defer { q.removeAll(keepingCapacity: true) }
+            return q
+        }
     }
 }
 

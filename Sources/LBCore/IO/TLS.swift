@@ -183,12 +183,12 @@ struct TLSConfigError: Error, Sendable {
 
 /// A TLS listener's current certificates (replaced whole by a reload) and its counters.
 final class TLSSlot: Sendable {
-    let current: Mutex<TLSContextSet>
+    let current: Locked<TLSContextSet>
     let stats = TLSStats()
     let reloads = Counter()
     let reloadFailures = Counter()
     let ticketKeyRotations = Counter()
-    init(_ set: TLSContextSet) { current = Mutex(set) }
+    init(_ set: TLSContextSet) { current = Locked(set) }
     var contexts: TLSContextSet { current.withLock { $0 } }
 }
 
@@ -342,7 +342,7 @@ final class BackendTLS: @unchecked Sendable {
 
 /// Backend TLS contexts by "pool/group", replaced whole on reload. Any thread.
 final class BackendTLSRegistry: Sendable {
-    private let byGroup = Mutex<[String: BackendTLS]>([:])
+    private let byGroup = Locked<[String: BackendTLS]>([:])
     /// Failed backend handshakes by reason: "verify" (certificate or name), "other".
     let verifyFailures = Counter()
     let otherFailures = Counter()

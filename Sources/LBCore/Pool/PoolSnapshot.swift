@@ -101,11 +101,11 @@ final class BackendRegistry {
 
 /// The current snapshot and its generation, written by the control loop, read by workers on a doorbell.
 final class SnapshotStore: Sendable {
-    private let current: Mutex<RuntimeSnapshot>
+    private let current: Locked<RuntimeSnapshot>
     let generation = Atomic<UInt64>(0)
 
     init(_ initial: RuntimeSnapshot) {
-        current = Mutex(initial)
+        current = Locked(initial)
         generation.store(initial.generation, ordering: .releasing)
     }
 
