@@ -27,8 +27,9 @@ final class HealthReports: Sendable {
     /// Any thread.
     func report(_ r: HealthReport) {
         let wasEmpty = queue.withLock { q in
-            defer { if q.count < 65_536 { q.append(r) } }
-            return q.isEmpty
+            let wasEmpty = q.isEmpty
+            if q.count < 65_536 { q.append(r) }
+            return wasEmpty
         }
         if wasEmpty { event_active(doorbell, EV_READ, 0) }
     }
@@ -36,8 +37,9 @@ final class HealthReports: Sendable {
     /// Control loop only.
     func drain() -> [HealthReport] {
         queue.withLock { q in
-            defer { q.removeAll(keepingCapacity: true) }
-            return q
+            let all = q
+            q.removeAll(keepingCapacity: true)
+            return all
         }
     }
 }

@@ -14,7 +14,6 @@ import Glibc
 #endif
 import CLibevent
 import COpenSSL
-import Synchronization
 
 /// A problem with a certificate or key, by config path.
 struct TLSProblem: Error, Sendable, CustomStringConvertible {
