@@ -23,11 +23,23 @@ HOST = "127.0.0.1"
 # ---------------------------------------------------------------------------------------------
 # Ports and config
 
+_given_ports: set[int] = set()
+
+
 def free_port() -> int:
-    s = socket.socket()
-    s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
+    """A port nothing listens on now, and not one this process was given before: the kernel may
+    hand the same free port to two bind(0) calls in a row (CI once got one port for a listener
+    and the admin endpoint of the same lbd)."""
+    for _ in range(100):
+        s = socket.socket()
+        s.bind((HOST, 0))
+        port = s.getsockname()[1]
+        s.close()
+        if port not in _given_ports:
+            break
+    if len(_given_ports) > 20_000:
+        _given_ports.clear()
+    _given_ports.add(port)
     return port
 
 
