@@ -146,9 +146,10 @@ extension Duration {
     }
 }
 
-/// A listening TCP socket on `address`, non-blocking and close-on-exec, with SO_REUSEADDR and
-/// SO_REUSEPORT (one per worker). `freeBind` sets IP_FREEBIND / IPV6_FREEBIND, so a listener on a
-/// virtual IP binds before this host owns the address (the VRRP backup).
+/// A listening TCP socket on `address`, non-blocking and close-on-exec, with SO_REUSEADDR,
+/// SO_REUSEPORT (one per worker) and TCP_NODELAY (which accepted sockets inherit). `freeBind`
+/// sets IP_FREEBIND / IPV6_FREEBIND, so a listener on a virtual IP binds before this host owns
+/// the address (the VRRP backup).
 func listeningSocket(_ address: SockAddr, backlog: Int32, freeBind: Bool) throws(SystemCallError) -> Int32 {
     let family = address.withSockaddr { p, _ in Int32(p.pointee.sa_family) }
     let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
@@ -156,6 +157,8 @@ func listeningSocket(_ address: SockAddr, backlog: Int32, freeBind: Bool) throws
     var one: Int32 = 1
     let size = socklen_t(MemoryLayout<Int32>.size)
     var ok = setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, size) == 0 && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, size) == 0
+    // Accepted sockets inherit TCP_NODELAY from the listener: no setsockopt per connection.
+    ok = ok && setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, size) == 0
     if ok && freeBind {
         ok = family == AF_INET6
             ? setsockopt(fd, Int32(IPPROTO_IPV6), 78 /* IPV6_FREEBIND */, &one, size) == 0

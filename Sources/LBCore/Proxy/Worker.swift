@@ -294,7 +294,6 @@ final class Worker: @unchecked Sendable {
             _ = Glibc.close(fd)
             return
         }
-        setNoDelay(fd)
         let peer = address.map { SockAddr.hostText($0) } ?? "unknown"
         let session: Session
         switch wl.config.mode {
