@@ -266,7 +266,10 @@ final class Endpoint {
         return withUnsafeMutableBytes(of: &vecs) { raw in
             let v = raw.baseAddress!.assumingMemoryBound(to: iovec.self)
             let count = min(16, Int(evbuffer_peek(buffer, -1, nil, v, 16)))
-            let flags = Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)
+            var flags = Int32(MSG_NOSIGNAL) | Int32(MSG_DONTWAIT)
+            // The last bytes before a clean close: the kernel holds them for the FIN (close
+            // follows at once), so both leave in one segment instead of two.
+            if closeNotifyWanted { flags |= Int32(MSG_MORE) }
             if count == 1 {
                 return retryingEINTR { send(fd, v[0].iov_base, v[0].iov_len, flags) }
             }
