@@ -29,8 +29,8 @@ struct TicketKey: Sendable {
     func prepare(cipher: OpaquePointer, mac: OpaquePointer, iv: UnsafeMutablePointer<UInt8>, encrypt: Bool) -> Bool {
         let cipherOK = aesKey.withUnsafeBufferPointer { key in
             encrypt
-                ? EVP_EncryptInit_ex(cipher, EVP_aes_256_cbc(), nil, key.baseAddress, iv) == 1
-                : EVP_DecryptInit_ex(cipher, EVP_aes_256_cbc(), nil, key.baseAddress, iv) == 1
+                ? EVP_EncryptInit_ex(cipher, ticketCipher, nil, key.baseAddress, iv) == 1
+                : EVP_DecryptInit_ex(cipher, ticketCipher, nil, key.baseAddress, iv) == 1
         }
         guard cipherOK else { return false }
         return hmacKey.withUnsafeBufferPointer { key in
@@ -43,6 +43,10 @@ struct TicketKey: Sendable {
         }
     }
 }
+
+/// AES-256-CBC, fetched once: `EVP_aes_256_cbc()` is fetched again by every init that uses it
+/// (two per resumed handshake). Never freed; the fetch is cached by OpenSSL anyway.
+nonisolated(unsafe) private let ticketCipher = EVP_CIPHER_fetch(nil, "AES-256-CBC", nil)
 
 /// C strings that outlive the OSSL_PARAMs pointing at them (a Swift literal passed as a C string
 /// lives only for the call that makes the param). Never written.
