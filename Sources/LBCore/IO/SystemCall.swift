@@ -149,8 +149,12 @@ extension Duration {
 /// A listening TCP socket on `address`, non-blocking and close-on-exec, with SO_REUSEADDR,
 /// SO_REUSEPORT (one per worker) and TCP_NODELAY (which accepted sockets inherit). `freeBind`
 /// sets IP_FREEBIND / IPV6_FREEBIND, so a listener on a virtual IP binds before this host owns
-/// the address (the VRRP backup).
-func listeningSocket(_ address: SockAddr, backlog: Int32, freeBind: Bool) throws(SystemCallError) -> Int32 {
+/// the address (the VRRP backup). `delayedAck` (for protocols where the server always answers,
+/// HTTP) turns off the quick ACKs of a new connection: the kernel otherwise sends a bare ACK for
+/// the request (and for a TLS ClientHello) just before the answer, which then carries it anyway.
+/// Set after listen(), it is inherited by accepted sockets; a slow answer still gets the ACK from
+/// the delayed-ACK timer.
+func listeningSocket(_ address: SockAddr, backlog: Int32, freeBind: Bool, delayedAck: Bool = false) throws(SystemCallError) -> Int32 {
     let family = address.withSockaddr { p, _ in Int32(p.pointee.sa_family) }
     let fd = socket(family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
     guard fd >= 0 else { throw SystemCallError(call: "socket", errno: errno) }
@@ -165,6 +169,8 @@ func listeningSocket(_ address: SockAddr, backlog: Int32, freeBind: Bool) throws
             : setsockopt(fd, Int32(IPPROTO_IP), 15 /* IP_FREEBIND */, &one, size) == 0
     }
     ok = ok && address.withSockaddr { p, len in Glibc.bind(fd, p, len) } == 0 && listen(fd, backlog) == 0
+    var zero: Int32 = 0
+    if ok && delayedAck { ok = setsockopt(fd, Int32(IPPROTO_TCP), TCP_QUICKACK, &zero, size) == 0 }
     guard ok else {
         let e = errno
         close(fd)

@@ -228,7 +228,7 @@ func tlsErrorText() -> String {
         if code == 0 { break }
         var buf = [CChar](repeating: 0, count: 256)
         ERR_error_string_n(code, &buf, buf.count)
-        parts.append(String(cString: buf))
+        parts.append(String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
     }
     return parts.isEmpty ? "unknown error" : parts.joined(separator: "; ")
 }

@@ -163,7 +163,7 @@ final class Worker: @unchecked Sendable {
         let isVIP = shared.config.failover?.vrrp.virtualIPs.contains { $0.address == wl.config.bind.host } ?? false
         let fd: Int32
         do {
-            fd = try listeningSocket(sa, backlog: 1024, freeBind: isVIP)
+            fd = try listeningSocket(sa, backlog: 1024, freeBind: isVIP, delayedAck: wl.config.mode == .http)
         } catch {
             throw SystemCallError(call: "bind \(wl.config.bind)", errno: error.errno)
         }
