@@ -245,6 +245,8 @@ private func subjectName(_ ctx: OpaquePointer) -> String {
 private let serverNameCallback: @convention(c) (OpaquePointer?, UnsafeMutablePointer<Int32>?, UnsafeMutableRawPointer?) -> Int32 = { ssl, _, arg in
     guard let ssl, let arg, let raw = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) else { return SSL_TLSEXT_ERR_OK }
     let set = Unmanaged<TLSContextSet>.fromOpaque(arg).takeUnretainedValue()
+    // With one certificate every name gets it: no name checks (two X509_check_host per handshake).
+    guard set.contexts.count > 1 else { return SSL_TLSEXT_ERR_OK }
     if let ctx = set.context(forServerName: String(cString: raw)), ctx != set.contexts[0] {
         _ = SSL_set_SSL_CTX(ssl, ctx)
     }
