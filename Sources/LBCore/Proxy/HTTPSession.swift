@@ -257,6 +257,7 @@ final class HTTPSession: Session, EndpointDelegate {
         request = head
         requestStartNanos = monotonicNanos()
         requestBody = BodyState(head.framing, maxChunkExtension: limits.maxChunkExtension)
+        if bodyStillComing { client.acknowledgeNow() }
         excluded.removeAll(keepingCapacity: true)
         attempts = 0
         exhaustedStatus = 503
@@ -268,6 +269,15 @@ final class HTTPSession: Session, EndpointDelegate {
         interimResponses = 0
         if !head.keepAlive || worker.isDraining { closeAfterResponse = true }
         connectUpstream()
+    }
+
+    /// Whether the request body has bytes the client has not sent yet (as far as lbd has read).
+    private var bodyStillComing: Bool {
+        switch requestBody {
+        case .done: false
+        case .length(let remaining): UInt64(client.inputLength) < remaining
+        case .chunked, .untilClose: true
+        }
     }
 
     // MARK: upstream side
