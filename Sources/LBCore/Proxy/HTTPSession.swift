@@ -244,7 +244,8 @@ final class HTTPSession: Session, EndpointDelegate {
         guard let p = evbuffer_pullup(client.input, n) else { return }
         switch HTTPRequestParser.parse(UnsafeRawBufferPointer(start: p, count: n), limits: limits) {
         case .incomplete:
-            if client.isEOF { finish() }
+            // The rest of the head is still coming: acknowledge the part now (see acknowledgeNow).
+            if client.isEOF { finish() } else { client.acknowledgeNow() }
         case .failed(let error):
             respondError(status: error.status, reason: error.reasonPhrase, log: "\(error)")
         case .complete(let head):
