@@ -171,11 +171,13 @@ struct AdminViews {
     func metrics() -> String {
         let now = MonotonicInstant(nanoseconds: monotonicNanos())
         let r = PrometheusCollectorRegistry()
+        // Names are whole (unit included), so the descriptor's unit part stays empty.
         func gauge(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Double) {
-            r.makeGauge(name: name, labels: labels, help: help).set(value)
+            r.makeGauge(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels).set(value)
         }
         func counter(_ name: String, _ help: String, _ labels: [(String, String)], _ value: Int) {
-            r.makeCounter(name: name, labels: labels, help: help).increment(by: Int64(value))
+            r.makeCounter(descriptor: MetricNameDescriptor(metricName: name, unitName: "", helpText: help), labels: labels)
+                .increment(by: Int64(value))
         }
         func traffic(_ level: String, _ labels: [(String, String)], _ stats: TrafficStats) {
             let help = level == "pool"
